@@ -1,0 +1,44 @@
+"""dagster-branch: per-branch routing and closed-PR cleanup for Dagster+ branch deployments."""
+
+from dagster_branch.context import DeploymentContext, DeploymentKind, PullRequestStatus
+from dagster_branch.errors import (
+    CleanupError,
+    CleanupIncompleteError,
+    CleanupRefusedError,
+    DagsterBranchConfigError,
+    DagsterBranchError,
+    DagsterBranchNamingError,
+    NamespaceViolationError,
+    RateLimitedError,
+    SourceError,
+    SourceUnavailableError,
+    UnexpectedResponseError,
+)
+from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.naming import Namespace, NamespaceKind
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BranchStore",
+    "CleanupError",
+    "CleanupIncompleteError",
+    "CleanupRefusedError",
+    "DagsterBranchConfigError",
+    "DagsterBranchError",
+    "DagsterBranchNamingError",
+    "DeploymentContext",
+    "DeploymentKind",
+    "Namespace",
+    "NamespaceKind",
+    "NamespaceViolationError",
+    "ObjectKind",
+    "OwnedObject",
+    "PullRequestStatus",
+    "RateLimitedError",
+    "RemovalResult",
+    "SourceError",
+    "SourceUnavailableError",
+    "UnexpectedResponseError",
+    "__version__",
+]

@@ -1,0 +1,88 @@
+"""What a branch-aware store owns, in one shape for every backend.
+
+The sensor and the cleanup job never talk to PostgreSQL or S3 directly: they ask each
+branch-aware resource (a :class:`BranchStore`) which namespaces own objects, which objects a
+namespace owns, and to remove them. Keeping this interface small is what lets a new backend plug
+in without touching the planner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+from dagster_branch.naming import Namespace
+
+__all__ = ["BranchStore", "ObjectKind", "OwnedObject", "RemovalResult"]
+
+
+class ObjectKind(str, Enum):
+    """The kinds of object a namespace can own."""
+
+    DATABASE = "database"
+    SCHEMA = "schema"
+    TABLE = "table"
+    BUCKET = "bucket"
+    PREFIX = "prefix"
+
+
+@dataclass(frozen=True, order=True)
+class OwnedObject:
+    """One object a namespace owns, as found in the ledger or by discovery.
+
+    ``name`` is the physical name inside ``container``: a schema (container ``None``), a table
+    (container: its schema), a bucket (container ``None``) or a key prefix (container: its bucket).
+    """
+
+    namespace: Namespace
+    backend: str
+    kind: ObjectKind
+    name: str
+    container: str | None = None
+    found_in: frozenset[str] = field(default=frozenset(), compare=False)
+
+    @property
+    def qualified_name(self) -> str:
+        """A readable full name: ``schema.table``, ``bucket/prefix/`` or the bare name."""
+        if self.container is None:
+            return self.name
+        joiner = "/" if self.kind is ObjectKind.PREFIX else "."
+        return f"{self.container}{joiner}{self.name}"
+
+
+@dataclass(frozen=True)
+class RemovalResult:
+    """What happened to one object during a cleanup."""
+
+    obj: OwnedObject
+    removed: bool
+    objects: int = 0
+    bytes: int = 0
+    error: str | None = None
+    pending: bool = False  # an expiry rule was set; the store deletes the data later
+
+
+@runtime_checkable
+class BranchStore(Protocol):
+    """The part of a branch-aware resource that detection and cleanup rely on."""
+
+    def list_namespaces(self) -> set[Namespace]:
+        """Every branch namespace that currently owns objects in this store."""
+        ...
+
+    def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
+        """The objects ``namespace`` owns here (ledger and discovery, deduplicated)."""
+        ...
+
+    def ownership_problem(self, obj: OwnedObject) -> str | None:
+        """Why ``obj`` must not be removed (name does not parse back, protected), else ``None``."""
+        ...
+
+    def remove_objects(
+        self, objects: Sequence[OwnedObject], *, dry_run: bool, log: logging.Logger
+    ) -> list[RemovalResult]:
+        """Remove ``objects`` (idempotently), each handled separately; never raises per object."""
+        ...

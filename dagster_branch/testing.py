@@ -1,0 +1,185 @@
+"""Throwaway local servers for tests, benchmarks and the demo.
+
+Like httpx's ``MockTransport``, this is a test seam that ships with the library, except that the
+servers here are real: a PostgreSQL cluster under ``/tmp`` and an S3-protocol server (moto in
+server mode) reached over HTTP. Both bind to loopback only and are stopped by their context
+managers.
+
+Example::
+
+    with local_postgres() as pg, local_s3() as s3:
+        engine = sqlalchemy.create_engine(pg.url("postgres"))
+        client = boto3.client("s3", endpoint_url=s3.endpoint_url)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster_branch.errors import DagsterBranchError
+
+__all__ = ["LocalPostgres", "LocalS3", "free_port", "local_postgres", "local_s3"]
+
+POSTGRES_SEARCH_PATHS = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin", "/usr/local/bin")
+
+
+class LocalServerError(DagsterBranchError):
+    """A local test server could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LocalServerError(f"the server exited with code {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise LocalServerError(f"nothing listened on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+def find_postgres_bin() -> Path:
+    """The folder holding ``initdb`` and ``postgres``; raises with install advice if absent."""
+    candidates = [Path(p) for pattern in POSTGRES_SEARCH_PATHS for p in sorted(glob.glob(pattern))]
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.insert(0, Path(on_path).resolve().parent)
+    for folder in candidates:
+        if (folder / "initdb").exists() and (folder / "postgres").exists():
+            return folder
+    raise LocalServerError(
+        "PostgreSQL server binaries (initdb, postgres) were not found. Install them, e.g. "
+        "'apt-get install -y postgresql' on Debian, or point the tests at a running server with "
+        "DAGSTER_BRANCH_TEST_POSTGRES_URL=postgresql+psycopg://user@host:port/db."
+    )
+
+
+@dataclass(frozen=True)
+class LocalPostgres:
+    """A running throwaway PostgreSQL cluster."""
+
+    host: str
+    port: int
+    user: str
+
+    def url(self, database: str = "postgres") -> str:
+        """SQLAlchemy URL (psycopg 3 driver) for ``database``."""
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
+
+
+@contextlib.contextmanager
+def local_postgres(*, timeout: float = 60.0) -> Iterator[LocalPostgres]:
+    """Start a PostgreSQL cluster in a fresh folder under ``/tmp``; stop and remove it after.
+
+    ``initdb`` refuses to run as root, so as root the cluster runs as the ``postgres`` user.
+    Authentication is ``trust`` on loopback: never use this outside tests.
+    """
+    bindir = find_postgres_bin()
+    as_root = os.geteuid() == 0
+    run_as: list[str] = ["runuser", "-u", "postgres", "--"] if as_root else []
+    user = "postgres" if as_root else (os.environ.get("USER") or "postgres")
+    workdir = Path(tempfile.mkdtemp(prefix="dagster-branch-pg-", dir="/tmp"))
+    data, sockets = workdir / "data", workdir / "sock"
+    sockets.mkdir()
+    if as_root:
+        shutil.chown(workdir, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+    init = subprocess.run(
+        [*run_as, str(bindir / "initdb"), "-D", str(data), "-U", user, "-A", "trust",
+         "-E", "UTF8", "--no-sync"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if init.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise LocalServerError(f"initdb failed: {init.stderr.strip()[-500:]}")
+    process = subprocess.Popen(
+        [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+         "-h", "127.0.0.1", "-k", str(sockets), "-c", "fsync=off",
+         "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+         "-c", "max_connections=200"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for_port(port, timeout, process)
+        yield LocalPostgres(host="127.0.0.1", port=port, user=user)
+    finally:
+        _stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- S3 -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalS3:
+    """A running moto S3 server."""
+
+    endpoint_url: str
+
+    def reset(self) -> None:
+        """Forget every bucket and object (moto's reset API)."""
+        url = f"{self.endpoint_url}/moto-api/reset"
+        request = urllib.request.Request(url, method="POST")  # noqa: S310 (our loopback URL)
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            pass
+
+
+@contextlib.contextmanager
+def local_s3(*, timeout: float = 60.0) -> Iterator[LocalS3]:
+    """Start moto's S3-compatible server on a free loopback port, in its own process.
+
+    A separate process keeps the server's work off the caller's GIL, so request counts and
+    wall times measured against it are honest.
+    """
+    try:
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        raise LocalServerError(
+            "moto is not installed: pip install 'moto[server]' to run a local S3 server."
+        ) from exc
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for_port(port, timeout, process)
+        yield LocalS3(endpoint_url=f"http://127.0.0.1:{port}")
+    finally:
+        _stop(process)

@@ -1,0 +1,115 @@
+"""Real servers for every test: PostgreSQL, an S3-protocol server, files for DuckDB and SQLite.
+
+Session-scoped servers start once per test run; each test gets a fresh PostgreSQL database and a
+reset S3 server. The API stand-ins use pytest-httpserver's ``httpserver`` fixture. A test that
+needs PostgreSQL fails with a clear message when the binaries are missing: it is never skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import sqlalchemy as sa
+
+from dagster_branch.testing import (
+    LocalPostgres,
+    LocalS3,
+    LocalServerError,
+    local_postgres,
+    local_s3,
+)
+
+# Dagster+ variables must never leak from the machine running the tests into them.
+DEPLOYMENT_VARIABLE_PREFIXES = ("DAGSTER_CLOUD_", "DAGSTER_BRANCH_")
+
+
+@pytest.fixture(autouse=True)
+def _clean_deployment_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(DEPLOYMENT_VARIABLE_PREFIXES):
+            monkeypatch.delenv(name)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres | str]:
+    """A PostgreSQL server for the whole run (or the one named by the environment)."""
+    external = os.environ.get("DAGSTER_BRANCH_TEST_POSTGRES_URL")
+    if external:
+        yield external
+        return
+    try:
+        with local_postgres() as server:
+            yield server
+    except LocalServerError as exc:
+        pytest.fail(f"PostgreSQL is required for this test: {exc}", pytrace=False)
+
+
+_database_numbers = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres | str) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty database that is dropped after the test."""
+    admin_url = (
+        postgres_server if isinstance(postgres_server, str) else postgres_server.url("postgres")
+    )
+    name = f"test_{os.getpid()}_{next(_database_numbers)}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+# -- S3 -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3]:
+    """moto's S3 server, in its own process, for the whole run."""
+    with local_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_endpoint(s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Endpoint URL of an empty S3 server, with dummy credentials in the environment."""
+    s3_server.reset()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return s3_server.endpoint_url
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client talking HTTP to the test server."""
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def duckdb_url(tmp_path: Path) -> str:
+    """SQLAlchemy URL of a DuckDB file in the test's folder."""
+    return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """SQLAlchemy URL of a SQLite file in the test's folder."""
+    return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
