@@ -1,6 +1,6 @@
 """dagster-branch: per-branch routing and closed-PR cleanup for Dagster+ branch deployments."""
 
-from dagster_branch.context import DeploymentContext, DeploymentKind, PullRequestStatus
+from dagster_branch.context import DeploymentContext, DeploymentKind
 from dagster_branch.errors import (
     CleanupError,
     CleanupIncompleteError,
@@ -16,6 +16,8 @@ from dagster_branch.errors import (
 )
 from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject, RemovalResult
 from dagster_branch.naming import Namespace, NamespaceKind
+from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
+from dagster_branch.sources.base import PullRequestSource, SourceAnswer
 
 __version__ = "0.1.0"
 
@@ -34,9 +36,12 @@ __all__ = [
     "NamespaceViolationError",
     "ObjectKind",
     "OwnedObject",
+    "PullRequestSource",
+    "PullRequestState",
     "PullRequestStatus",
     "RateLimitedError",
     "RemovalResult",
+    "SourceAnswer",
     "SourceError",
     "SourceUnavailableError",
     "UnexpectedResponseError",

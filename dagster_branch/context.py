@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict
 
 from dagster_branch.errors import DagsterBranchConfigError, DagsterBranchNamingError
 from dagster_branch.naming import Namespace
+from dagster_branch.pull_requests import PullRequestStatus
 
-__all__ = ["DeploymentContext", "DeploymentKind", "PullRequestStatus"]
+__all__ = ["DeploymentContext", "DeploymentKind"]
 
 IS_BRANCH = "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT"
 DEPLOYMENT_NAME = "DAGSTER_CLOUD_DEPLOYMENT_NAME"
@@ -46,14 +47,6 @@ class DeploymentKind(str, Enum):
     PRODUCTION = "production"
     BRANCH = "branch"
     LOCAL = "local"
-
-
-class PullRequestStatus(str, Enum):
-    """``DAGSTER_CLOUD_PULL_REQUEST_STATUS`` as of the deployed commit (stale once a PR closes)."""
-
-    OPEN = "OPEN"
-    CLOSED = "CLOSED"
-    MERGED = "MERGED"
 
 
 class DeploymentContext(BaseModel):
@@ -178,7 +171,7 @@ def _status(value: str | None) -> PullRequestStatus | None:
     if value is None:
         return None
     try:
-        return PullRequestStatus(value.upper())
+        return PullRequestStatus(value.lower())
     except ValueError:
         raise DagsterBranchConfigError.for_variable(
             PULL_REQUEST_STATUS, value, "one of OPEN, CLOSED or MERGED"

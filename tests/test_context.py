@@ -2,8 +2,13 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dagster_branch import DagsterBranchConfigError, DeploymentContext, DeploymentKind, Namespace
-from dagster_branch.context import PullRequestStatus
+from dagster_branch import (
+    DagsterBranchConfigError,
+    DeploymentContext,
+    DeploymentKind,
+    Namespace,
+    PullRequestStatus,
+)
 
 BRANCH_ENV = {
     "DAGSTER_CLOUD_DEPLOYMENT_NAME": "7d3f0c9b2a1e4f5d8c6b",

@@ -1,0 +1,1 @@
+"""Pull-request state sources: GitHub, GitLab, the Dagster+ API and plain git remotes."""
