@@ -1,0 +1,302 @@
+"""What each SQL dialect can do, in one table, and the DDL built from it.
+
+SQLAlchemy happily compiles ``DROP SCHEMA … CASCADE`` for dialects that reject it, so the
+decisions live here, keyed by the dialect name SQLAlchemy reports (``engine.dialect.name``),
+instead of ``if dialect == …`` branches across the code. Unknown dialects get a conservative
+default: native schemas, but no ``IF [NOT] EXISTS`` trust, no cascade and no comments.
+
+SQLite has no schemas: a "schema" is a sibling database file ``ATTACH``-ed under that name, and
+an ATTACH lasts one connection, so :func:`attach_sqlite_schemas` re-attaches on every connection.
+
+Example::
+
+    >>> capabilities_for("postgresql").drop_schema_cascade
+    True
+    >>> capabilities_for("sqlite").has_schemas
+    False
+    >>> capabilities_for("some_new_dialect").max_identifier_bytes
+    63
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateSchema, DropSchema, DropTable, ExecutableDDLElement
+from sqlalchemy.sql.compiler import DDLCompiler
+
+from dagster_branch.errors import DagsterBranchConfigError
+
+__all__ = [
+    "DialectCapabilities",
+    "SchemaComment",
+    "attach_sqlite_schemas",
+    "capabilities_for",
+    "create_schema_ddl",
+    "detach_sqlite_schema",
+    "drop_schema_ddl",
+    "drop_table_ddl",
+    "sqlite_schema_files",
+    "sqlite_schema_path",
+]
+
+
+@dataclass(frozen=True)
+class DialectCapabilities:
+    """The DDL features one dialect supports, as far as dagster-branch relies on them."""
+
+    name: str
+    has_schemas: bool = True
+    """``CREATE SCHEMA`` exists (SQLite: no, schemas are emulated with ``ATTACH``)."""
+    create_schema_if_not_exists: bool = False
+    drop_schema_if_exists: bool = False
+    drop_schema_cascade: bool = False
+    """One ``DROP SCHEMA … CASCADE`` removes a schema and its tables."""
+    drop_table_if_exists: bool = True
+    schema_comments: bool = False
+    """``COMMENT ON SCHEMA … IS '…'`` marks a schema with its namespace."""
+    transactional_ddl: bool = False
+    max_identifier_bytes: int = 63
+    default_schema: str | None = None
+
+    @property
+    def attaches_schemas(self) -> bool:
+        """Schemas are sibling database files attached per connection (SQLite)."""
+        return self.name == "sqlite"
+
+
+_GENEROUS = 1024
+
+CAPABILITIES: dict[str, DialectCapabilities] = {
+    "postgresql": DialectCapabilities(
+        name="postgresql",
+        create_schema_if_not_exists=True,
+        drop_schema_if_exists=True,
+        drop_schema_cascade=True,
+        schema_comments=True,
+        transactional_ddl=True,
+        max_identifier_bytes=63,
+        default_schema="public",
+    ),
+    "redshift": DialectCapabilities(
+        name="redshift",
+        create_schema_if_not_exists=True,
+        drop_schema_if_exists=True,
+        drop_schema_cascade=True,
+        schema_comments=False,  # Redshift's COMMENT covers tables, columns, databases, views
+        transactional_ddl=True,
+        max_identifier_bytes=127,
+        default_schema="public",
+    ),
+    "snowflake": DialectCapabilities(
+        name="snowflake",
+        create_schema_if_not_exists=True,
+        drop_schema_if_exists=True,
+        drop_schema_cascade=True,
+        schema_comments=True,
+        transactional_ddl=False,  # every DDL statement commits
+        max_identifier_bytes=255,
+        default_schema="PUBLIC",
+    ),
+    "bigquery": DialectCapabilities(
+        name="bigquery",
+        create_schema_if_not_exists=True,
+        drop_schema_if_exists=True,
+        drop_schema_cascade=True,
+        schema_comments=False,  # datasets take OPTIONS(description=…), not COMMENT ON
+        transactional_ddl=False,
+        max_identifier_bytes=1024,
+    ),
+    "duckdb": DialectCapabilities(
+        name="duckdb",
+        create_schema_if_not_exists=True,
+        drop_schema_if_exists=True,
+        drop_schema_cascade=True,
+        schema_comments=False,  # "Adding comments to schemas is not implemented" (DuckDB 1.x)
+        transactional_ddl=True,
+        max_identifier_bytes=_GENEROUS,
+        default_schema="main",
+    ),
+    "sqlite": DialectCapabilities(
+        name="sqlite",
+        has_schemas=False,
+        transactional_ddl=True,
+        max_identifier_bytes=_GENEROUS,
+        default_schema="main",
+    ),
+}
+
+DEFAULT_CAPABILITIES = DialectCapabilities(name="default")
+
+
+def capabilities_for(dialect: str | sa.engine.Dialect) -> DialectCapabilities:
+    """The capabilities of ``dialect`` (a name or a SQLAlchemy dialect); conservative if unknown."""
+    name = dialect if isinstance(dialect, str) else dialect.name
+    return CAPABILITIES.get(name, DEFAULT_CAPABILITIES)
+
+
+# -- DDL ----------------------------------------------------------------------------------------
+
+
+class SchemaComment(ExecutableDDLElement):
+    """``COMMENT ON SCHEMA <quoted name> IS '<literal>'``: both parts rendered by the dialect.
+
+    The comment is rendered as a SQL string literal by the dialect's own literal processor (bind
+    parameters are not allowed in utility statements on PostgreSQL), never spliced.
+    """
+
+    def __init__(self, schema_name: str, comment: str) -> None:
+        self.schema_name = schema_name
+        self.comment = comment
+
+
+@compiles(SchemaComment)
+def _compile_schema_comment(element: SchemaComment, compiler: DDLCompiler, **kw: Any) -> str:
+    literal = compiler.sql_compiler.render_literal_value(element.comment, sa.String())
+    schema = compiler.preparer.quote_schema(element.schema_name)
+    return f"COMMENT ON SCHEMA {schema} IS {literal}"
+
+
+def create_schema_ddl(caps: DialectCapabilities, name: str) -> ExecutableDDLElement:
+    """``CREATE SCHEMA [IF NOT EXISTS] <name>`` for a dialect with native schemas."""
+    _require_schemas(caps, name)
+    return CreateSchema(name, if_not_exists=caps.create_schema_if_not_exists)
+
+
+def drop_schema_ddl(caps: DialectCapabilities, name: str) -> ExecutableDDLElement:
+    """``DROP SCHEMA IF EXISTS <name> CASCADE``; only for dialects that support all of it."""
+    _require_schemas(caps, name)
+    if not (caps.drop_schema_cascade and caps.drop_schema_if_exists):
+        raise DagsterBranchConfigError(
+            f"The {caps.name} dialect cannot drop schema {name!r} with IF EXISTS … CASCADE: "
+            "drop its tables one by one instead."
+        )
+    return DropSchema(name, cascade=True, if_exists=True)
+
+
+def drop_table_ddl(caps: DialectCapabilities, table: str, schema: str | None) -> DropTable:
+    """``DROP TABLE [IF EXISTS] <schema>.<table>``, quoted by the dialect."""
+    return DropTable(sa.Table(table, sa.MetaData(), schema=schema), if_exists=True)
+
+
+def _require_schemas(caps: DialectCapabilities, name: str) -> None:
+    if not caps.has_schemas:
+        raise DagsterBranchConfigError(
+            f"The {caps.name} dialect has no CREATE/DROP SCHEMA (schema {name!r}); "
+            "dagster-branch emulates schemas there by attaching database files."
+        )
+
+
+# -- SQLite: schemas as attached sibling files --------------------------------------------------
+
+SQLITE_BUILTIN_SCHEMAS = frozenset({"main", "temp"})
+_SQLITE_SUFFIX = ".sqlite"
+
+
+def _sqlite_main_path(engine: sa.Engine) -> Path:
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        raise DagsterBranchConfigError(
+            "SQLite schemas are emulated with sibling database files, which needs a file "
+            "database: use a URL such as 'sqlite:////path/to/warehouse.sqlite', or set "
+            "strategy='table_prefix' and control_schema=None for an in-memory database."
+        )
+    return Path(database).resolve()
+
+
+def sqlite_schema_path(engine: sa.Engine, schema_name: str) -> Path:
+    """The file that holds SQLite "schema" ``schema_name``: ``<main file>.<name>.sqlite``.
+
+    The name is percent-encoded so that quotes, slashes or unicode stay file-system safe.
+    """
+    main = _sqlite_main_path(engine)
+    return main.with_name(f"{main.name}.{quote(schema_name, safe='')}{_SQLITE_SUFFIX}")
+
+
+def sqlite_schema_files(engine: sa.Engine) -> dict[str, Path]:
+    """Every emulated schema next to the main SQLite file, by schema name (no statement sent)."""
+    main = _sqlite_main_path(engine)
+    head = main.name + "."
+    found: dict[str, Path] = {}
+    for path in main.parent.glob(f"{main.name}.*{_SQLITE_SUFFIX}"):
+        encoded = path.name[len(head) : -len(_SQLITE_SUFFIX)]
+        if encoded:
+            found[unquote(encoded)] = path
+    return found
+
+
+class _AttachRegistry:
+    """The schemas to attach on every connection of one SQLite engine."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.names: dict[str, Path] = {}
+        self.lock = threading.Lock()
+
+
+_REGISTRIES: weakref.WeakKeyDictionary[sa.Engine, _AttachRegistry] = weakref.WeakKeyDictionary()
+_REGISTRIES_LOCK = threading.Lock()
+_ATTACHED_KEY = "dagster_branch_attached"
+
+
+def _attach_missing(registry: _AttachRegistry, dbapi_conn: Any, record: Any) -> None:
+    attached: set[str] = record.info.setdefault(_ATTACHED_KEY, set())
+    with registry.lock:
+        wanted = dict(registry.names)
+    preparer = registry.engine.dialect.identifier_preparer
+    for name, path in wanted.items():
+        if name in attached:
+            continue
+        cursor = dbapi_conn.cursor()
+        try:
+            # The file name is a bound parameter; the schema name is quoted by the dialect.
+            cursor.execute(f"ATTACH DATABASE ? AS {preparer.quote(name)}", (str(path),))
+        finally:
+            cursor.close()
+        attached.add(name)
+
+
+def _registry(engine: sa.Engine) -> _AttachRegistry:
+    with _REGISTRIES_LOCK:
+        registry = _REGISTRIES.get(engine)
+        if registry is None:
+            registry = _REGISTRIES[engine] = _AttachRegistry(engine)
+            # "connect" covers every new connection; "checkout" catches schemas registered after
+            # a pooled connection was opened.
+            sa.event.listen(
+                engine, "connect", lambda conn, rec: _attach_missing(registry, conn, rec)
+            )
+            sa.event.listen(
+                engine, "checkout", lambda conn, rec, _proxy: _attach_missing(registry, conn, rec)
+            )
+        return registry
+
+
+def attach_sqlite_schemas(engine: sa.Engine, names: list[str] | set[str]) -> None:
+    """Make SQLite schemas ``names`` available on every connection of ``engine``.
+
+    Each schema is the file :func:`sqlite_schema_path` names; SQLite creates it when first
+    attached. ``main`` and ``temp`` always exist and are skipped.
+    """
+    wanted = {n: sqlite_schema_path(engine, n) for n in names if n not in SQLITE_BUILTIN_SCHEMAS}
+    if not wanted:
+        return
+    registry = _registry(engine)
+    with registry.lock:
+        registry.names.update(wanted)
+
+
+def detach_sqlite_schema(engine: sa.Engine, name: str) -> None:
+    """Stop attaching ``name`` and close pooled connections so no connection still holds it."""
+    registry = _REGISTRIES.get(engine)
+    if registry is not None:
+        with registry.lock:
+            registry.names.pop(name, None)
+    engine.dispose()

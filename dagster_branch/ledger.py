@@ -1,0 +1,336 @@
+"""The ownership ledger: one row per object a namespace created, in the warehouse itself.
+
+The ledger is a SQLAlchemy Core table, ``dagster_branch_objects``, in a control schema
+(``dagster_branch`` by default) created on first use. Branch deployments record what they create;
+the cleanup reads the live rows of a closed namespace, removes those objects, and marks the rows
+dropped. Keeping the rows (instead of deleting them) leaves an audit trail, and a failed removal
+simply stays live so that the next run retries it.
+
+On SQLite, which has no schemas, the control schema is a sibling database file attached on every
+connection (see :mod:`dagster_branch.dialects`); ``control_schema=None`` puts the table in the
+default schema instead.
+
+Example::
+
+    ledger = Ledger.from_url("duckdb:///warehouse.duckdb")
+    ledger.ensure()
+    ledger.record(LedgerEntry(namespace=Namespace.parse("pr_42"), store="warehouse",
+                              backend="duckdb", kind=ObjectKind.SCHEMA, name="analytics__pr_42"))
+    ledger.live_entries(Namespace.parse("pr_42"))
+    ledger.close()
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from dagster_branch.dialects import attach_sqlite_schemas, capabilities_for, create_schema_ddl
+from dagster_branch.errors import DagsterBranchError
+from dagster_branch.inventory import ObjectKind, OwnedObject
+from dagster_branch.naming import Namespace
+
+__all__ = ["LEDGER_TABLE", "Ledger", "LedgerEntry", "LedgerError", "db_error_text"]
+
+LEDGER_TABLE = "dagster_branch_objects"
+
+
+class LedgerError(DagsterBranchError):
+    """The ledger could not be read or written."""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One object a namespace created, as recorded in (or read from) the ledger.
+
+    ``store`` is the resource key of the branch-aware resource that created it (``warehouse``,
+    ``lake``); ``backend`` the system (``postgresql``, ``duckdb``, ``s3``…).
+    """
+
+    namespace: Namespace
+    store: str
+    backend: str
+    kind: ObjectKind
+    name: str
+    container: str | None = None
+    pull_request_id: str | None = None
+    branch: str | None = None
+    created_at: datetime | None = None
+    deployment_name: str | None = None
+    run_id: str | None = None
+    git_sha: str | None = None
+    dropped_at: datetime | None = None
+
+    def to_owned(self) -> OwnedObject:
+        """The inventory view of this entry."""
+        return OwnedObject(
+            namespace=self.namespace,
+            backend=self.backend,
+            kind=self.kind,
+            name=self.name,
+            container=self.container,
+            found_in=frozenset({"ledger"}),
+        )
+
+
+def _ledger_table(control_schema: str | None) -> sa.Table:
+    return sa.Table(
+        LEDGER_TABLE,
+        sa.MetaData(),
+        # A random id keeps every dialect happy (DuckDB has no SERIAL); uniqueness of live rows
+        # is enforced in code because partial unique indexes are not portable.
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("namespace", sa.String(128), nullable=False),
+        sa.Column("pull_request_id", sa.String(32)),
+        sa.Column("branch", sa.Text),
+        sa.Column("store", sa.String(128), nullable=False),
+        sa.Column("backend", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("container", sa.Text),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by_deployment", sa.Text),
+        sa.Column("created_by_run", sa.String(64)),
+        sa.Column("git_sha", sa.String(64)),
+        sa.Column("dropped_at", sa.DateTime(timezone=True)),
+        schema=control_schema,
+    )
+
+
+def db_error_text(exc: BaseException) -> str:
+    """A short description of a database error: the driver's class and first line, no SQL.
+
+    SQLAlchemy's own text appends the statement and its parameters; drivers' first lines name
+    the object and the reason but never the password.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {first[:200]}" if first else type(orig).__name__
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    # SQLite and DuckDB hand back naive datetimes; everything we write is UTC.
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+class Ledger:
+    """Reads and writes ownership rows in ``<control_schema>.dagster_branch_objects``.
+
+    Args:
+        engine: the warehouse engine; the ledger does not dispose it.
+        control_schema: schema for the ledger table, created by :meth:`ensure`; ``None`` uses the
+            connection's default schema.
+
+    Example::
+
+        ledger = Ledger(engine)
+        ledger.ensure()
+        for entry in ledger.live_entries(Namespace.parse("pr_42"), store="warehouse"):
+            print(entry.kind.value, entry.name)
+    """
+
+    def __init__(self, engine: sa.Engine, *, control_schema: str | None = "dagster_branch") -> None:
+        self.engine = engine
+        self.control_schema = control_schema
+        self.table = _ledger_table(control_schema)
+        self._caps = capabilities_for(engine.dialect)
+        self._owns_engine = False
+        self._ensured = False
+        if control_schema is not None and self._caps.attaches_schemas:
+            attach_sqlite_schemas(engine, {control_schema})
+
+    @classmethod
+    def from_url(cls, url: str, *, control_schema: str | None = "dagster_branch") -> Ledger:
+        """A ledger with its own engine; call :meth:`close` when done."""
+        ledger = cls(sa.create_engine(url), control_schema=control_schema)
+        ledger._owns_engine = True
+        return ledger
+
+    def close(self) -> None:
+        """Dispose the engine if this ledger created it."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def ensure(self) -> None:
+        """Create the control schema and the ledger table if missing (idempotent)."""
+        if self._ensured:
+            return
+        try:
+            with self.engine.begin() as conn:
+                schema = self.control_schema
+                if schema and self._caps.has_schemas and not sa.inspect(conn).has_schema(schema):
+                    conn.execute(create_schema_ddl(self._caps, schema))
+                self.table.create(conn, checkfirst=True)
+        except sa.exc.SQLAlchemyError as exc:
+            if not self._exists():  # a concurrent creator won the race: that is fine
+                raise LedgerError(
+                    f"Could not create the ledger table {self._where()}: "
+                    f"{db_error_text(exc)}. Give this role CREATE rights on the "
+                    "control schema, or create it once with a role that has them."
+                ) from exc
+        self._ensured = True
+
+    def _exists(self) -> bool:
+        with self.engine.connect() as conn:
+            return sa.inspect(conn).has_table(LEDGER_TABLE, schema=self.control_schema)
+
+    def _where(self) -> str:
+        return f"{self.control_schema}.{LEDGER_TABLE}" if self.control_schema else LEDGER_TABLE
+
+    def _live_match(self, entry: LedgerEntry) -> sa.ColumnElement[bool]:
+        t = self.table.c
+        container = (
+            t.container.is_(None) if entry.container is None else t.container == entry.container
+        )
+        return sa.and_(
+            t.namespace == entry.namespace.key,
+            t.store == entry.store,
+            t.kind == entry.kind.value,
+            container,
+            t.name == entry.name,
+            t.dropped_at.is_(None),
+        )
+
+    def record(self, entry: LedgerEntry) -> bool:
+        """Record that ``entry.namespace`` owns this object; ``True`` if a new row was written.
+
+        Idempotent on (namespace, store, kind, container, name) among live rows. An object
+        dropped earlier and created again gets a new live row; the dropped row stays as history.
+        """
+        self.ensure()
+        row: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
+            "namespace": entry.namespace.key,
+            "pull_request_id": entry.pull_request_id or entry.namespace.pull_request_id,
+            "branch": entry.branch,
+            "store": entry.store,
+            "backend": entry.backend,
+            "kind": entry.kind.value,
+            "container": entry.container,
+            "name": entry.name,
+            "created_at": entry.created_at or datetime.now(timezone.utc),
+            "created_by_deployment": entry.deployment_name,
+            "created_by_run": entry.run_id,
+            "git_sha": entry.git_sha,
+            "dropped_at": None,
+        }
+        exists = sa.select(sa.literal(1)).select_from(self.table).where(self._live_match(entry))
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(exists.limit(1)).first() is not None:
+                    return False
+                conn.execute(self.table.insert().values(**row))
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(
+                f"Could not record {entry.kind.value} {entry.name!r} of {entry.namespace} in "
+                f"the ledger {self._where()}: {db_error_text(exc)}."
+            ) from exc
+        self._collapse_duplicates(entry)
+        return True
+
+    def _collapse_duplicates(self, entry: LedgerEntry) -> None:
+        """Two writers that both saw no row both insert; keep the oldest live row only."""
+        t = self.table
+        with self.engine.begin() as conn:
+            ids = conn.execute(
+                sa.select(t.c.id).where(self._live_match(entry)).order_by(t.c.created_at, t.c.id)
+            ).scalars()
+            extra = list(ids)[1:]
+            if extra:
+                conn.execute(t.delete().where(t.c.id.in_(extra)))
+
+    def _select(self) -> sa.Select[Any]:
+        return sa.select(self.table).order_by(self.table.c.created_at, self.table.c.id)
+
+    def live_entries(
+        self, namespace: Namespace | None = None, *, store: str | None = None
+    ) -> list[LedgerEntry]:
+        """Live (not dropped) rows, optionally of one namespace and one store; one statement."""
+        if not self._exists_cached():
+            return []
+        query = self._select().where(self.table.c.dropped_at.is_(None))
+        if namespace is not None:
+            query = query.where(self.table.c.namespace == namespace.key)
+        if store is not None:
+            query = query.where(self.table.c.store == store)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [entry for entry in map(_entry_of, rows) if entry is not None]
+
+    def namespaces(self, *, store: str | None = None) -> set[Namespace]:
+        """Namespaces with at least one live row (in ``store`` if given); one statement."""
+        if not self._exists_cached():
+            return set()
+        t = self.table
+        query = sa.select(t.c.namespace).where(t.c.dropped_at.is_(None)).distinct()
+        if store is not None:
+            query = query.where(t.c.store == store)
+        with self.engine.connect() as conn:
+            keys = conn.execute(query).scalars().all()
+        return {ns for ns in map(Namespace.try_parse, keys) if ns is not None}
+
+    def mark_dropped(self, entries: Iterable[LedgerEntry], *, at: datetime | None = None) -> int:
+        """Mark the live rows of ``entries`` dropped; returns how many rows changed.
+
+        One ``UPDATE`` per (namespace, store, kind, container) group, not one per object.
+        """
+        groups: dict[tuple[str, str, str, str | None], set[str]] = {}
+        for entry in entries:
+            key = (entry.namespace.key, entry.store, entry.kind.value, entry.container)
+            groups.setdefault(key, set()).add(entry.name)
+        if not groups or not self._exists_cached():
+            return 0
+        when = at or datetime.now(timezone.utc)
+        t = self.table.c
+        changed = 0
+        with self.engine.begin() as conn:
+            for (namespace, store, kind, container), names in groups.items():
+                where = sa.and_(
+                    t.namespace == namespace,
+                    t.store == store,
+                    t.kind == kind,
+                    t.container.is_(None) if container is None else t.container == container,
+                    t.name.in_(sorted(names)),
+                    t.dropped_at.is_(None),
+                )
+                result = conn.execute(self.table.update().where(where).values(dropped_at=when))
+                changed += result.rowcount or 0
+        return changed
+
+    def _exists_cached(self) -> bool:
+        """Reading must not create anything: a missing ledger simply has no rows."""
+        if not self._ensured:
+            self._ensured = self._exists()
+        return self._ensured
+
+
+def _entry_of(row: Any) -> LedgerEntry | None:
+    namespace = Namespace.try_parse(row["namespace"])
+    if namespace is None:  # a hand-edited row: never act on it
+        return None
+    try:
+        kind = ObjectKind(row["kind"])
+    except ValueError:
+        return None
+    return LedgerEntry(
+        namespace=namespace,
+        store=row["store"],
+        backend=row["backend"],
+        kind=kind,
+        name=row["name"],
+        container=row["container"],
+        pull_request_id=row["pull_request_id"],
+        branch=row["branch"],
+        created_at=_utc(row["created_at"]),
+        deployment_name=row["created_by_deployment"],
+        run_id=row["created_by_run"],
+        git_sha=row["git_sha"],
+        dropped_at=_utc(row["dropped_at"]),
+    )
