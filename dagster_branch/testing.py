@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +35,11 @@ from dagster_branch.errors import DagsterBranchError
 __all__ = ["LocalPostgres", "LocalS3", "free_port", "local_postgres", "local_s3"]
 
 POSTGRES_SEARCH_PATHS = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin", "/usr/local/bin")
+# One line of werkzeug's access log: `127.0.0.1 - - [date] "GET /bucket?list-type=2 HTTP/1.1" 200 -`
+# (werkzeug may wrap the quoted request in ANSI colour codes).
+_ACCESS_LOG_LINE = re.compile(
+    rb'"(?:\x1b\[[0-9;]*m)*[A-Z]+ \S+ HTTP/[0-9.]+(?:\x1b\[[0-9;]*m)*" [0-9]{3} '
+)
 
 
 class LocalServerError(DagsterBranchError):
@@ -148,9 +154,21 @@ def local_postgres(*, timeout: float = 60.0) -> Iterator[LocalPostgres]:
 
 @dataclass(frozen=True)
 class LocalS3:
-    """A running moto S3 server."""
+    """A running moto S3 server.
+
+    ``request_log`` is the file receiving the server's access log (one line per request), when
+    :func:`local_s3` was asked for one; :meth:`requests_logged` counts its requests.
+    """
 
     endpoint_url: str
+    request_log: Path | None = None
+
+    def requests_logged(self) -> int:
+        """How many requests the server has answered so far (needs ``request_log``)."""
+        if self.request_log is None:
+            raise LocalServerError("start the server with local_s3(request_log=...) to count")
+        with self.request_log.open("rb") as log:
+            return sum(1 for line in log if _ACCESS_LOG_LINE.search(line))
 
     def reset(self) -> None:
         """Forget every bucket and object (moto's reset API)."""
@@ -161,11 +179,15 @@ class LocalS3:
 
 
 @contextlib.contextmanager
-def local_s3(*, timeout: float = 60.0) -> Iterator[LocalS3]:
+def local_s3(
+    *, timeout: float = 60.0, request_log: str | os.PathLike[str] | None = None
+) -> Iterator[LocalS3]:
     """Start moto's S3-compatible server on a free loopback port, in its own process.
 
     A separate process keeps the server's work off the caller's GIL, so request counts and
-    wall times measured against it are honest.
+    wall times measured against it are honest. With ``request_log``, the server's stderr (its
+    werkzeug access log) is appended to that file, so requests are counted at the server itself,
+    with no proxy in between.
     """
     try:
         import moto.server  # noqa: F401
@@ -174,12 +196,17 @@ def local_s3(*, timeout: float = 60.0) -> Iterator[LocalS3]:
             "moto is not installed: pip install 'moto[server]' to run a local S3 server."
         ) from exc
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        _wait_for_port(port, timeout, process)
-        yield LocalS3(endpoint_url=f"http://127.0.0.1:{port}")
-    finally:
-        _stop(process)
+    log_path = Path(request_log) if request_log is not None else None
+    with contextlib.ExitStack() as stack:
+        stderr = (
+            stack.enter_context(log_path.open("ab")) if log_path is not None else subprocess.DEVNULL
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+        )  # fmt: skip
+        try:
+            _wait_for_port(port, timeout, process)
+            yield LocalS3(endpoint_url=f"http://127.0.0.1:{port}", request_log=log_path)
+        finally:
+            _stop(process)
