@@ -1,0 +1,1 @@
+"""Removing what a closed branch created: per-store removal, planning and the cleanup job."""

@@ -1,0 +1,192 @@
+"""The last check before anything is deleted: refuse the plan unless every key agrees.
+
+DESIGN.md invariant 1 asks two keys to agree before an object is removed: its name parses back to
+the namespace being cleaned, and that namespace is not protected. Invariant 4 asks the cleanup to
+fail closed: a PR source that cannot answer, or a PR that was reopened, means "do nothing now".
+:func:`check_plan` collects every reason to refuse (not just the first), so that one failed run
+tells the operator everything to fix; :func:`verify_plan` raises them as one
+:class:`~dagster_branch.errors.CleanupRefusedError`.
+
+Example::
+
+    verdict = check_plan(plan, stores, source=github, require_closed=True, max_objects=10_000)
+    if verdict.reasons:
+        print("\\n".join(verdict.reasons))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dagster_branch.cleanup.plan import CleanupPlan
+from dagster_branch.context import DeploymentContext
+from dagster_branch.errors import CleanupRefusedError, DagsterBranchError, SourceError
+from dagster_branch.inventory import BranchStore
+from dagster_branch.pull_requests import PullRequestState
+from dagster_branch.sources.base import PullRequestSource
+
+__all__ = ["DEFAULT_MAX_OBJECTS", "Verdict", "check_plan", "refusal_message", "verify_plan"]
+
+DEFAULT_MAX_OBJECTS = 10_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of :func:`check_plan`: every reason to refuse, and the PR as asked just now."""
+
+    reasons: tuple[str, ...] = ()
+    pull_request: PullRequestState | None = None
+
+    @property
+    def approved(self) -> bool:
+        """True when nothing stands in the way of the removal."""
+        return not self.reasons
+
+
+def _deployment_reasons(plan: CleanupPlan, env: Mapping[str, str] | None) -> list[str]:
+    """A deployment must not clean its own namespace: it is still writing there."""
+    try:
+        here = DeploymentContext.from_env(env)
+    except DagsterBranchError as exc:
+        return [f"The deployment this job runs in cannot be determined ({exc}); fix it first."]
+    if here.namespace == plan.namespace and here.is_branch_deployment:
+        return [
+            f"This job runs in {plan.namespace}'s own branch deployment, which still writes there: "
+            "run the cleanup from the production deployment."
+        ]
+    return []
+
+
+def _ownership_reasons(plan: CleanupPlan, stores: Mapping[str, BranchStore]) -> list[str]:
+    reasons: list[str] = []
+    for planned in plan:
+        if planned.obj.namespace != plan.namespace:
+            reasons.append(
+                f"{planned.describe()} belongs to {planned.obj.namespace}, not {plan.namespace}: "
+                "the store reported an object of another namespace; nothing will be removed."
+            )
+            continue
+        store = stores.get(planned.store_key)
+        if store is None:
+            reasons.append(f"{planned.describe()}: no store is configured under that key.")
+            continue
+        try:
+            problem = store.ownership_problem(planned.obj)
+        except DagsterBranchError as exc:
+            problem = f"its ownership could not be checked ({exc})"
+        if problem:
+            reasons.append(f"{planned.describe()}: {problem}")
+    return reasons
+
+
+def _pull_request_reasons(
+    plan: CleanupPlan, source: PullRequestSource | None, source_key: str | None
+) -> tuple[list[str], PullRequestState | None]:
+    """Ask the source again, right before deleting: only a closed or merged PR passes."""
+    if source is None:
+        return [
+            f"require_closed is true but no pull-request source is configured"
+            f"{f' under the resource key {source_key!r}' if source_key else ''}: configure one, "
+            "or set require_closed: false to clean without asking the Git host."
+        ], None
+    try:
+        state = source.state_of(plan.namespace)
+    except SourceError as exc:
+        return [
+            f"The pull-request source could not tell whether {plan.namespace} is closed ({exc}); "
+            "nothing is removed until it can. Run again later."
+        ], None
+    if state is None:
+        return [
+            f"The pull-request source does not know {plan.namespace}: an unknown PR is treated as "
+            "open. Set require_closed: false only if you are sure the branch is gone."
+        ], None
+    if not state.is_finished:
+        number = f"#{state.number}" if state.number is not None else str(plan.namespace)
+        return [
+            f"Pull request {number} of {plan.namespace} is open (reopened since it was closed?): "
+            "its objects are still in use, so nothing is removed."
+        ], state
+    return [], state
+
+
+def check_plan(
+    plan: CleanupPlan,
+    stores: Mapping[str, BranchStore],
+    *,
+    source: PullRequestSource | None,
+    require_closed: bool = True,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+    source_key: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Verdict:
+    """Every reason to refuse ``plan``; an empty tuple means the removal may go ahead.
+
+    Checks, all of them every time: the deployment is not the namespace's own branch deployment;
+    each object belongs to the plan's namespace and its store finds no ownership problem (name
+    does not parse back, protected or production name); the plan is within ``max_objects``; and,
+    with ``require_closed``, the PR source says now that the PR is closed or merged.
+
+    Args:
+        plan: the plan to check, from :func:`~dagster_branch.cleanup.plan.build_cleanup_plan`.
+        stores: the same stores, by resource key, that built the plan.
+        source: the PR state source; may be ``None`` only with ``require_closed=False``.
+        require_closed: ask the source again and refuse unless the PR is closed or merged.
+        max_objects: circuit breaker on the number of planned objects (schemas, tables,
+            prefixes, buckets).
+        source_key: the source's resource key, used only in messages.
+        env: environment to read the running deployment from (default ``os.environ``).
+    """
+    reasons = _deployment_reasons(plan, env)
+    reasons += _ownership_reasons(plan, stores)
+    if len(plan) > max_objects:
+        reasons.append(
+            f"The plan for {plan.namespace} holds {len(plan)} objects, more than "
+            f"max_objects={max_objects}: check the plan (dagster-branch plan), then raise "
+            "max_objects in the run config if this many is expected."
+        )
+    pull_request = None
+    if require_closed:
+        pr_reasons, pull_request = _pull_request_reasons(plan, source, source_key)
+        reasons += pr_reasons
+    return Verdict(reasons=tuple(reasons), pull_request=pull_request)
+
+
+def refusal_message(plan: CleanupPlan, reasons: tuple[str, ...] | list[str]) -> str:
+    """One message listing every reason, for the run failure and the command line."""
+    lines = "\n".join(f"  - {reason}" for reason in reasons)
+    return f"Refusing to clean {plan.namespace}; nothing was removed:\n{lines}"
+
+
+def verify_plan(
+    plan: CleanupPlan,
+    stores: Mapping[str, BranchStore],
+    *,
+    source: PullRequestSource | None,
+    require_closed: bool = True,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+    source_key: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> PullRequestState | None:
+    """Raise :class:`CleanupRefusedError` listing every reason to refuse ``plan``.
+
+    Returns the PR state the source reported (``None`` when not asked or unknown), so the report
+    can say how long ago the PR was closed.
+
+    Example::
+
+        pull_request = verify_plan(plan, stores, source=github)
+    """
+    verdict = check_plan(
+        plan,
+        stores,
+        source=source,
+        require_closed=require_closed,
+        max_objects=max_objects,
+        source_key=source_key,
+        env=env,
+    )
+    if verdict.reasons:
+        raise CleanupRefusedError(refusal_message(plan, verdict.reasons))
+    return verdict.pull_request
