@@ -1,5 +1,7 @@
 """dagster-branch: per-branch routing and closed-PR cleanup for Dagster+ branch deployments."""
 
+from dagster_branch.cleanup.job import build_branch_cleanup_job
+from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
 from dagster_branch.context import DeploymentContext, DeploymentKind
 from dagster_branch.errors import (
     CleanupError,
@@ -25,6 +27,7 @@ __all__ = [
     "BranchStore",
     "CleanupError",
     "CleanupIncompleteError",
+    "CleanupPlan",
     "CleanupRefusedError",
     "DagsterBranchConfigError",
     "DagsterBranchError",
@@ -46,4 +49,6 @@ __all__ = [
     "SourceUnavailableError",
     "UnexpectedResponseError",
     "__version__",
+    "build_branch_cleanup_job",
+    "build_cleanup_plan",
 ]
