@@ -3,6 +3,7 @@
 from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
 from dagster_branch.context import DeploymentContext, DeploymentKind
+from dagster_branch.decision import Decision, DecisionKind, decide_all, should_clean
 from dagster_branch.errors import (
     CleanupError,
     CleanupIncompleteError,
@@ -19,7 +20,16 @@ from dagster_branch.errors import (
 from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject, RemovalResult
 from dagster_branch.naming import Namespace, NamespaceKind
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
+from dagster_branch.sensors import (
+    build_branch_cleanup_schedule,
+    build_branch_cleanup_sensor,
+    evaluate_namespaces,
+)
 from dagster_branch.sources.base import PullRequestSource, SourceAnswer
+from dagster_branch.sources.dagster_plus import DagsterPlusBranchDeployments
+from dagster_branch.sources.git import GitRemoteBranches
+from dagster_branch.sources.github import GitHubPullRequests
+from dagster_branch.sources.gitlab import GitLabMergeRequests
 
 __version__ = "0.1.0"
 
@@ -32,8 +42,14 @@ __all__ = [
     "DagsterBranchConfigError",
     "DagsterBranchError",
     "DagsterBranchNamingError",
+    "DagsterPlusBranchDeployments",
+    "Decision",
+    "DecisionKind",
     "DeploymentContext",
     "DeploymentKind",
+    "GitHubPullRequests",
+    "GitLabMergeRequests",
+    "GitRemoteBranches",
     "Namespace",
     "NamespaceKind",
     "NamespaceViolationError",
@@ -50,5 +66,10 @@ __all__ = [
     "UnexpectedResponseError",
     "__version__",
     "build_branch_cleanup_job",
+    "build_branch_cleanup_schedule",
+    "build_branch_cleanup_sensor",
     "build_cleanup_plan",
+    "decide_all",
+    "evaluate_namespaces",
+    "should_clean",
 ]

@@ -21,16 +21,36 @@ __all__ = ["PullRequestSource", "PullRequestState", "PullRequestStatus", "Source
 class SourceAnswer(BaseModel):
     """A source's answer for a batch of namespaces, plus the cursor to send next time.
 
-    ``states`` maps each namespace the source could resolve to its PR; ``unknown`` lists the
-    namespaces it could not (with the reason), which the caller must not clean.
+    Every namespace asked about lands in exactly one of three places:
+
+    - ``states``: the namespace's pull request (or branch) and its state;
+    - ``without_pull_request``: the source is sure no pull request exists for it (developer
+      namespaces, or a branch no pull request was ever opened from);
+    - ``unknown``: the source could not tell, with the reason. The caller must not clean these.
+
+    A namespace missing from all three counts as unknown. ``requests`` is how many requests the
+    source sent to answer; ``cursor`` is what to pass back next time (opaque to the caller).
+
+    Example::
+
+        >>> answer = SourceAnswer(states={}, unknown={Namespace.parse("pr_7"): "not found"})
+        >>> answer.reason_unknown(Namespace.parse("pr_7"))
+        'not found'
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     states: Mapping[Namespace, PullRequestState]
     unknown: Mapping[Namespace, str] = {}
+    without_pull_request: frozenset[Namespace] = frozenset()
     cursor: str | None = None
     requests: int = 0
+
+    def reason_unknown(self, namespace: Namespace) -> str | None:
+        """Why the source could not tell ``namespace``'s state, or ``None`` when it could."""
+        if namespace in self.states or namespace in self.without_pull_request:
+            return None
+        return self.unknown.get(namespace, "the source gave no answer for this namespace")
 
 
 @runtime_checkable
@@ -38,9 +58,16 @@ class PullRequestSource(Protocol):
     """The small interface the sensor, the cleanup job and the CLI share."""
 
     def states_of(
-        self, namespaces: Collection[Namespace], *, cursor: str | None = None
+        self,
+        namespaces: Collection[Namespace],
+        *,
+        cursor: str | None = None,
+        deadline: float | None = None,
     ) -> SourceAnswer:
         """The current state of each namespace's PR; cheap when nothing changed since ``cursor``.
+
+        ``deadline`` (a :func:`time.monotonic` instant) bounds the work: a source that runs out
+        of time answers what it knows and lists the rest as unknown, so the next call continues.
 
         Raises:
             SourceError: the source could not answer at all (network, rate limit, bad JSON).
