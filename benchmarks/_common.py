@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -200,16 +201,46 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
 # -- the S3 server ------------------------------------------------------------------------------
 
 
+# One request line of werkzeug's access log, possibly wrapped in ANSI colour codes.
+_COLOUR = r"(?:\x1b\[[0-9;]*m)*"
+_REQUEST_LINE = re.compile(rf'"{_COLOUR}([A-Z]+) (\S+) HTTP/[0-9.]+{_COLOUR}" ([0-9]{{3}}) ')
+
+
+def classify_s3_request(method: str, target: str) -> str:
+    """Name the S3 operation behind one request line (enough to tell lists from deletes)."""
+    query = target.partition("?")[2]
+    params = {part.partition("=")[0] for part in query.split("&") if part}
+    if method == "POST" and "delete" in params:
+        return "DeleteObjects"
+    if method == "DELETE":
+        return "DeleteObject"
+    if method == "GET" and "versions" in params:
+        return "ListObjectVersions"
+    if method == "GET" and ("list-type" in params or "prefix" in params):
+        return "ListObjects"
+    if method == "GET" and "uploads" in params:
+        return "ListMultipartUploads"
+    return f"{method} other"
+
+
 @dataclass(frozen=True)
 class SeedableS3:
     """moto's S3 server, its access log (requests counted at the server) and a seeding door."""
 
     server: LocalS3
-    seed_url: str
+    door_url: str
 
     @property
     def endpoint_url(self) -> str:
         return self.server.endpoint_url
+
+    def _door(self, action: str, **spec: object) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.door_url}/{action}", data=json.dumps(spec).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            result: dict[str, Any] = json.loads(answer.read())
+            return result
 
     def seed(
         self,
@@ -221,32 +252,41 @@ class SeedableS3:
         delete_markers_every: int = 0,
     ) -> float:
         """Write objects straight into the server's memory (not counted); returns seconds."""
-        spec = {
-            "bucket": bucket,
-            "prefix": prefix,
-            "count": count,
-            "versions": versions,
-            "delete_markers_every": delete_markers_every,
-        }
-        request = urllib.request.Request(
-            self.seed_url, data=json.dumps(spec).encode(), method="POST"
+        answer = self._door(
+            "seed",
+            bucket=bucket,
+            prefix=prefix,
+            count=count,
+            versions=versions,
+            delete_markers_every=delete_markers_every,
         )
-        with urllib.request.urlopen(request, timeout=600) as answer:
-            return float(json.loads(answer.read())["seconds"])
+        return float(answer["seconds"])
 
-    def requests(self) -> int:
-        """Requests answered so far, read from the access log once it has stopped growing.
+    def count(self, bucket: str, prefix: str) -> dict[str, int]:
+        """Keys, stored versions and delete markers under ``prefix`` (not counted)."""
+        return {k: int(v) for k, v in self._door("count", bucket=bucket, prefix=prefix).items()}
+
+    def forget(self, bucket: str) -> None:
+        """Drop ``bucket`` and its content from the server's memory (not counted)."""
+        self._door("forget", bucket=bucket)
+
+    def request_lines(self) -> list[tuple[str, str, int]]:
+        """Every request answered so far as (method, target, status), once the log is still.
 
         werkzeug writes the log line while it sends the response, so a client can see the answer
         a moment before the line lands; waiting for two equal readings makes counts exact.
         """
-        previous = self.server.requests_logged()
+        previous = -1
         while True:
+            raw = self.server.request_log.read_bytes() if self.server.request_log else b""
+            text = raw.decode("utf-8", "replace")
+            lines = [
+                (m.group(1), m.group(2), int(m.group(3))) for m in _REQUEST_LINE.finditer(text)
+            ]
+            if len(lines) == previous:
+                return lines
+            previous = len(lines)
             time.sleep(0.05)
-            current = self.server.requests_logged()
-            if current == previous:
-                return current
-            previous = current
 
 
 @contextlib.contextmanager
@@ -264,7 +304,7 @@ def seedable_s3(workdir: Path) -> Iterator[SeedableS3]:
             wait_for_port(seed_port, process)
             yield SeedableS3(
                 server=LocalS3(endpoint_url=f"http://127.0.0.1:{s3_port}", request_log=log_path),
-                seed_url=f"http://127.0.0.1:{seed_port}/seed",
+                door_url=f"http://127.0.0.1:{seed_port}",
             )
         finally:
             stop_process_group(process)

