@@ -32,17 +32,19 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateSchema, DropSchema, DropTable, ExecutableDDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 
-from dagster_branch.errors import DagsterBranchConfigError
+from dagster_branch.errors import DagsterBranchConfigError, DagsterBranchNamingError
 
 __all__ = [
     "DialectCapabilities",
     "SchemaComment",
     "attach_sqlite_schemas",
     "capabilities_for",
+    "check_identifier",
     "create_schema_ddl",
     "detach_sqlite_schema",
     "drop_schema_ddl",
     "drop_table_ddl",
+    "list_schema_names",
     "sqlite_schema_files",
     "sqlite_schema_path",
 ]
@@ -65,6 +67,11 @@ class DialectCapabilities:
     transactional_ddl: bool = False
     max_identifier_bytes: int = 63
     default_schema: str | None = None
+    unquotable_chars: str = ""
+    """Characters the dialect's preparer cannot escape; names holding them are refused."""
+    schema_names_sql: str | None = None
+    """A fixed query listing the schemas of the current database, where the inspector's
+    answer is not plain names (duckdb-engine returns ``db."schema"``)."""
 
     @property
     def attaches_schemas(self) -> bool:
@@ -113,6 +120,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         schema_comments=False,  # datasets take OPTIONS(description=…), not COMMENT ON
         transactional_ddl=False,
         max_identifier_bytes=1024,
+        unquotable_chars="`",  # sqlalchemy-bigquery does not escape backticks inside `…`
     ),
     "duckdb": DialectCapabilities(
         name="duckdb",
@@ -123,6 +131,9 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         transactional_ddl=True,
         max_identifier_bytes=_GENEROUS,
         default_schema="main",
+        schema_names_sql=(
+            "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database()"
+        ),
     ),
     "sqlite": DialectCapabilities(
         name="sqlite",
@@ -164,6 +175,26 @@ def _compile_schema_comment(element: SchemaComment, compiler: DDLCompiler, **kw:
     return f"COMMENT ON SCHEMA {schema} IS {literal}"
 
 
+def list_schema_names(conn: sa.Connection) -> list[str]:
+    """The schema names of the connected database, in one statement."""
+    caps = capabilities_for(conn.dialect)
+    if caps.schema_names_sql is not None:
+        return list(conn.execute(sa.text(caps.schema_names_sql)).scalars())
+    return list(sa.inspect(conn).get_schema_names())
+
+
+def check_identifier(caps: DialectCapabilities, name: str) -> str:
+    """Return ``name`` if the dialect can quote it safely, else raise saying why."""
+    bad = sorted({c for c in name if c in caps.unquotable_chars or c == "\x00"})
+    if bad or not name:
+        raise DagsterBranchNamingError(
+            f"Identifier {name[:60]!r} cannot be quoted safely for {caps.name}"
+            + (f" (it contains {', '.join(map(repr, bad))})" if bad else " (it is empty)")
+            + ": rename it."
+        )
+    return name
+
+
 def create_schema_ddl(caps: DialectCapabilities, name: str) -> ExecutableDDLElement:
     """``CREATE SCHEMA [IF NOT EXISTS] <name>`` for a dialect with native schemas."""
     _require_schemas(caps, name)
@@ -183,10 +214,14 @@ def drop_schema_ddl(caps: DialectCapabilities, name: str) -> ExecutableDDLElemen
 
 def drop_table_ddl(caps: DialectCapabilities, table: str, schema: str | None) -> DropTable:
     """``DROP TABLE [IF EXISTS] <schema>.<table>``, quoted by the dialect."""
+    check_identifier(caps, table)
+    if schema is not None:
+        check_identifier(caps, schema)
     return DropTable(sa.Table(table, sa.MetaData(), schema=schema), if_exists=True)
 
 
 def _require_schemas(caps: DialectCapabilities, name: str) -> None:
+    check_identifier(caps, name)
     if not caps.has_schemas:
         raise DagsterBranchConfigError(
             f"The {caps.name} dialect has no CREATE/DROP SCHEMA (schema {name!r}); "

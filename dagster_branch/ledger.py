@@ -236,15 +236,26 @@ class Ledger:
         return True
 
     def _collapse_duplicates(self, entry: LedgerEntry) -> None:
-        """Two writers that both saw no row both insert; keep the oldest live row only."""
+        """Two writers that both saw no row both insert; keep the oldest live row only.
+
+        Concurrent collapsers may conflict (DuckDB's optimistic concurrency); the loser retries
+        on fresh state, and a duplicate left behind is harmless (inventory deduplicates).
+        """
         t = self.table
-        with self.engine.begin() as conn:
-            ids = conn.execute(
-                sa.select(t.c.id).where(self._live_match(entry)).order_by(t.c.created_at, t.c.id)
-            ).scalars()
-            extra = list(ids)[1:]
-            if extra:
-                conn.execute(t.delete().where(t.c.id.in_(extra)))
+        for _attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    ids = conn.execute(
+                        sa.select(t.c.id)
+                        .where(self._live_match(entry))
+                        .order_by(t.c.created_at, t.c.id)
+                    ).scalars()
+                    extra = list(ids)[1:]
+                    if extra:
+                        conn.execute(t.delete().where(t.c.id.in_(extra)))
+                return
+            except sa.exc.SQLAlchemyError:
+                continue
 
     def _select(self) -> sa.Select[Any]:
         return sa.select(self.table).order_by(self.table.c.created_at, self.table.c.id)
@@ -288,21 +299,37 @@ class Ledger:
         if not groups or not self._exists_cached():
             return 0
         when = at or datetime.now(timezone.utc)
-        t = self.table.c
         changed = 0
-        with self.engine.begin() as conn:
-            for (namespace, store, kind, container), names in groups.items():
-                where = sa.and_(
-                    t.namespace == namespace,
-                    t.store == store,
-                    t.kind == kind,
-                    t.container.is_(None) if container is None else t.container == container,
-                    t.name.in_(sorted(names)),
-                    t.dropped_at.is_(None),
-                )
-                result = conn.execute(self.table.update().where(where).values(dropped_at=when))
-                changed += result.rowcount or 0
+        try:
+            with self.engine.begin() as conn:
+                for group, names in groups.items():
+                    changed += self._mark_group(conn, group, names, when)
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(
+                f"Could not mark {sum(map(len, groups.values()))} object(s) dropped in the "
+                f"ledger {self._where()}: {db_error_text(exc)}. Run the cleanup again."
+            ) from exc
         return changed
+
+    def _mark_group(
+        self,
+        conn: sa.Connection,
+        group: tuple[str, str, str, str | None],
+        names: set[str],
+        when: datetime,
+    ) -> int:
+        namespace, store, kind, container = group
+        t = self.table.c
+        where = sa.and_(
+            t.namespace == namespace,
+            t.store == store,
+            t.kind == kind,
+            t.container.is_(None) if container is None else t.container == container,
+            t.name.in_(sorted(names)),
+            t.dropped_at.is_(None),
+        )
+        result = conn.execute(self.table.update().where(where).values(dropped_at=when))
+        return result.rowcount or 0
 
     def _exists_cached(self) -> bool:
         """Reading must not create anything: a missing ledger simply has no rows."""

@@ -1,0 +1,304 @@
+"""Inventory and removal of a namespace's warehouse objects (the ``BranchStore`` side of
+:class:`~dagster_branch.BranchDatabaseResource`).
+
+Inventory = ledger rows plus discovery. Discovery is one catalog query per store whatever the number
+of schemas (``get_schema_names`` or, with table prefixes, ``get_table_names`` of the shared
+schema); on SQLite it lists the sibling schema files and sends nothing.
+
+Removal handles each object separately and never raises for one object: ``DROP SCHEMA IF EXISTS …
+CASCADE`` where the dialect supports it (tables counted first so the result says what went),
+``DROP TABLE IF EXISTS`` one table at a time where it does not or for the table-prefix strategy,
+and on SQLite the tables of the attached file, then the file itself. Only removed objects are
+marked dropped in the ledger, so a rerun retries exactly what failed.
+
+All of it connects with ``branch_url`` when set, else ``url``: in PostgreSQL only the owner of a
+schema (the branch role that created it) may drop it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from dagster_branch.dialects import (
+    DialectCapabilities,
+    capabilities_for,
+    detach_sqlite_schema,
+    drop_schema_ddl,
+    drop_table_ddl,
+    list_schema_names,
+    sqlite_schema_files,
+    sqlite_schema_path,
+)
+from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.ledger import LedgerEntry, LedgerError, db_error_text
+from dagster_branch.naming import Namespace, namespace_of_schema, namespace_of_table
+
+if TYPE_CHECKING:
+    from dagster_branch.resources.database import BranchDatabaseResource
+
+__all__ = ["list_namespaces", "objects_of", "ownership_problem", "remove_objects"]
+
+PROGRESS_EVERY_SECONDS = 5.0
+_DISCOVERY = frozenset({"discovery"})
+
+
+def _caps_and_limit(resource: BranchDatabaseResource) -> tuple[DialectCapabilities, int]:
+    caps = capabilities_for(resource.get_cleanup_engine().dialect)
+    return caps, resource.max_identifier_bytes or caps.max_identifier_bytes
+
+
+# -- inventory ----------------------------------------------------------------------------------
+
+
+def discover(resource: BranchDatabaseResource) -> list[OwnedObject]:
+    """Objects whose names parse back to a namespace: one catalog query (none on SQLite)."""
+    engine = resource.get_cleanup_engine()
+    caps, limit = _caps_and_limit(resource)
+    found: list[OwnedObject] = []
+    if resource.strategy == "table_prefix":
+        container = resource.branch_schema
+        with engine.connect() as conn:
+            tables = sa.inspect(conn).get_table_names(schema=container)
+        for table in tables:
+            namespace = namespace_of_table(table)
+            if namespace is not None:
+                found.append(
+                    OwnedObject(
+                        namespace, caps.name, ObjectKind.TABLE, table, container, _DISCOVERY
+                    )
+                )
+        return found
+    if caps.attaches_schemas:
+        names: Iterable[str] = sqlite_schema_files(engine)
+    else:
+        with engine.connect() as conn:
+            names = list_schema_names(conn)
+    for name in names:
+        namespace = namespace_of_schema(name, resource.base_schema, max_length=limit)
+        if namespace is not None:
+            found.append(
+                OwnedObject(namespace, caps.name, ObjectKind.SCHEMA, name, None, _DISCOVERY)
+            )
+    return found
+
+
+def _ledger_objects(
+    resource: BranchDatabaseResource, namespace: Namespace | None
+) -> list[OwnedObject]:
+    ledger = resource.ledger(resource.get_cleanup_engine())
+    if ledger is None:
+        return []
+    return [e.to_owned() for e in ledger.live_entries(namespace, store=resource.store_key)]
+
+
+def list_namespaces(resource: BranchDatabaseResource) -> set[Namespace]:
+    """Namespaces with live ledger rows or discovered objects: two statements at most."""
+    ledger = resource.ledger(resource.get_cleanup_engine())
+    found = ledger.namespaces(store=resource.store_key) if ledger is not None else set()
+    return found | {obj.namespace for obj in discover(resource)}
+
+
+def objects_of(resource: BranchDatabaseResource, namespace: Namespace) -> list[OwnedObject]:
+    """The namespace's objects from the ledger and discovery, merged by identity."""
+    merged: dict[OwnedObject, frozenset[str]] = {}
+    candidates = _ledger_objects(resource, namespace) + [
+        obj for obj in discover(resource) if obj.namespace == namespace
+    ]
+    for obj in candidates:
+        merged[obj] = merged.get(obj, frozenset()) | obj.found_in
+    return sorted(
+        OwnedObject(o.namespace, o.backend, o.kind, o.name, o.container, found_in)
+        for o, found_in in merged.items()
+    )
+
+
+def ownership_problem(resource: BranchDatabaseResource, obj: OwnedObject) -> str | None:
+    """The second key of the safety invariant: why ``obj`` must not be removed, or ``None``."""
+    caps, limit = _caps_and_limit(resource)
+    what = f"{obj.kind.value} {obj.qualified_name!r}"
+    if obj.backend != caps.name:
+        return f"{what} belongs to a {obj.backend} store, not this {caps.name} warehouse"
+    schema = obj.name if obj.kind is ObjectKind.SCHEMA else obj.container
+    if obj.kind not in (ObjectKind.SCHEMA, ObjectKind.TABLE) or schema is None:
+        return f"{what} is not a schema or a schema-qualified table"
+    if protected := _protection(resource, schema):
+        return f"{what} is in schema {schema!r}, which is {protected}"
+    if obj.kind is ObjectKind.SCHEMA:
+        owner = namespace_of_schema(obj.name, resource.base_schema, max_length=limit)
+    elif resource.branch_schema is not None and schema == resource.branch_schema:
+        owner = namespace_of_table(obj.name)
+    else:  # a table inside a namespace's own schema
+        owner = namespace_of_schema(schema, resource.base_schema, max_length=limit)
+    if owner != obj.namespace:
+        return (
+            f"{what} does not parse back to namespace {obj.namespace} "
+            f"(it parses to {owner or 'no namespace'})"
+        )
+    return None
+
+
+def _protection(resource: BranchDatabaseResource, schema: str) -> str | None:
+    from dagster_branch.resources.database import SYSTEM_SCHEMAS
+
+    if schema.casefold() in SYSTEM_SCHEMAS and schema != resource.branch_schema:
+        return "a system schema"
+    return resource.protection_of(schema)
+
+
+# -- removal ------------------------------------------------------------------------------------
+
+
+def remove_objects(
+    resource: BranchDatabaseResource,
+    objects: Sequence[OwnedObject],
+    *,
+    dry_run: bool,
+    log: logging.Logger,
+) -> list[RemovalResult]:
+    """Remove (or with ``dry_run`` only count) each object; failures are returned, not raised."""
+    engine = resource.get_cleanup_engine()
+    caps = capabilities_for(engine.dialect)
+    existing = _existing_tables(engine, [o for o in objects if o.kind is ObjectKind.TABLE])
+    results: list[RemovalResult] = []
+    progress = _Progress(log, len(objects), "would check" if dry_run else "removed")
+    for obj in objects:
+        problem = resource.ownership_problem(obj)
+        if problem is not None:
+            log.warning("Refusing to remove %s: %s", obj.qualified_name, problem)
+            results.append(RemovalResult(obj, removed=False, error=problem))
+            continue
+        try:
+            if obj.kind is ObjectKind.SCHEMA:
+                count = _remove_schema(engine, caps, obj.name, dry_run=dry_run, log=log)
+            else:
+                count = _remove_table(engine, caps, obj, existing, dry_run=dry_run)
+        except Exception as exc:  # each object separately: report and carry on
+            error = resource.redact(f"{obj.qualified_name}: {db_error_text(exc)}")
+            log.error("Could not remove %s %s", obj.kind.value, error)
+            results.append(RemovalResult(obj, removed=False, error=error))
+        else:
+            results.append(RemovalResult(obj, removed=not dry_run, objects=count))
+        progress.step()
+    if not dry_run:
+        _mark_dropped(resource, engine, [r.obj for r in results if r.removed], log)
+    return results
+
+
+def _existing_tables(engine: sa.Engine, tables: list[OwnedObject]) -> dict[str, set[str]]:
+    """Existing table names per container: one query per schema, not one per table."""
+    containers = {t.container for t in tables if t.container is not None}
+    found: dict[str, set[str]] = {}
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        for container in sorted(containers):
+            try:
+                found[container] = set(inspector.get_table_names(schema=container))
+            except sa.exc.SQLAlchemyError:
+                found[container] = set()  # reported per table when its drop fails
+    return found
+
+
+def _remove_table(
+    engine: sa.Engine,
+    caps: DialectCapabilities,
+    obj: OwnedObject,
+    existing: dict[str, set[str]],
+    *,
+    dry_run: bool,
+) -> int:
+    count = int(obj.name in existing.get(obj.container or "", set()))
+    if not dry_run:
+        with engine.begin() as conn:
+            conn.execute(drop_table_ddl(caps, obj.name, obj.container))
+    return count
+
+
+def _remove_schema(
+    engine: sa.Engine, caps: DialectCapabilities, name: str, *, dry_run: bool, log: logging.Logger
+) -> int:
+    if caps.attaches_schemas:
+        return _remove_sqlite_schema(engine, caps, name, dry_run=dry_run)
+    with engine.connect() as conn:
+        tables = sa.inspect(conn).get_table_names(schema=name)
+        if dry_run:
+            return len(tables)
+        if caps.drop_schema_cascade and caps.drop_schema_if_exists:
+            conn.execute(drop_schema_ddl(caps, name))  # one statement for the whole schema
+        else:
+            for table in tables:
+                conn.execute(drop_table_ddl(caps, table, name))
+            if sa.inspect(conn).has_schema(name):
+                conn.execute(sa.schema.DropSchema(name))
+        conn.commit()
+    log.info("Dropped schema %s (%d tables)", name, len(tables))
+    return len(tables)
+
+
+def _remove_sqlite_schema(
+    engine: sa.Engine, caps: DialectCapabilities, name: str, *, dry_run: bool
+) -> int:
+    """SQLite: drop the attached file's tables, DETACH it, then delete the file."""
+    path = sqlite_schema_path(engine, name)
+    if not path.exists():
+        return 0
+    quoted = engine.dialect.identifier_preparer.quote(name)
+    with engine.connect() as conn:
+        attached = {row[1] for row in conn.exec_driver_sql("PRAGMA database_list")}
+        attach_here = name not in attached
+        if attach_here:
+            conn.exec_driver_sql(f"ATTACH DATABASE ? AS {quoted}", (str(path),))
+        tables = sa.inspect(conn).get_table_names(schema=name)
+        if not dry_run:
+            for table in tables:
+                conn.execute(drop_table_ddl(caps, table, name))
+            conn.commit()
+        if attach_here or not dry_run:
+            conn.exec_driver_sql(f"DETACH DATABASE {quoted}")
+            conn.commit()
+    if not dry_run:
+        detach_sqlite_schema(engine, name)  # no pooled connection may keep the file open
+        for leftover in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal"))):
+            leftover.unlink(missing_ok=True)
+    return len(tables)
+
+
+def _mark_dropped(
+    resource: BranchDatabaseResource,
+    engine: sa.Engine,
+    removed: list[OwnedObject],
+    log: logging.Logger,
+) -> None:
+    ledger = resource.ledger(engine)
+    if ledger is None or not removed:
+        return
+    entries = [
+        LedgerEntry(o.namespace, resource.store_key, o.backend, o.kind, o.name, o.container)
+        for o in removed
+    ]
+    try:
+        ledger.mark_dropped(entries)
+    except LedgerError as exc:  # the objects are gone; a rerun finds nothing and retries this
+        log.warning("Removed objects but could not update the ledger: %s", exc)
+
+
+class _Progress:
+    """A log line with counts at most every few seconds during long removals."""
+
+    def __init__(self, log: logging.Logger, total: int, verb: str) -> None:
+        self.log, self.total, self.verb = log, total, verb
+        self.done = 0
+        self.last = time.monotonic()
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_SECONDS and self.done < self.total:
+            self.log.info(
+                "Warehouse cleanup: %s %d of %d objects", self.verb, self.done, self.total
+            )
+            self.last = now

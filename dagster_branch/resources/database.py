@@ -1,0 +1,568 @@
+"""``BranchDatabaseResource``: a SQLAlchemy warehouse that routes each deployment to its own place.
+
+Routing, decided from the :class:`~dagster_branch.DeploymentContext` when the resource is set up:
+
+=============  ===============================  ===============================================
+deployment     ``strategy="schema"``            ``strategy="table_prefix"``
+=============  ===============================  ===============================================
+production     ``analytics.orders``             ``analytics.orders``
+PR 42          ``analytics__pr_42.orders``      ``<branch_schema>.pr_42__orders``
+local (alice)  ``analytics__dev_alice.orders``  ``<branch_schema>.dev_alice__orders``
+=============  ===============================  ===============================================
+
+Reads fall back to production (:meth:`BranchDatabaseResource.read_table`); writes, creates and drops
+outside the deployment's own namespace raise :class:`~dagster_branch.NamespaceViolationError`.
+Inventory and removal (the :class:`~dagster_branch.BranchStore` protocol) live in
+:mod:`dagster_branch.cleanup.database`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
+
+from dagster_branch.context import DeploymentContext, DeploymentKind
+from dagster_branch.dialects import (
+    SQLITE_BUILTIN_SCHEMAS,
+    DialectCapabilities,
+    SchemaComment,
+    attach_sqlite_schemas,
+    capabilities_for,
+    check_identifier,
+    create_schema_ddl,
+    sqlite_schema_path,
+)
+from dagster_branch.errors import (
+    DagsterBranchConfigError,
+    DagsterBranchError,
+    DagsterBranchNamingError,
+    NamespaceViolationError,
+)
+from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text
+from dagster_branch.naming import Namespace, schema_name, table_name
+
+__all__ = ["BranchDatabaseResource", "TableLocation"]
+
+# Schemas no cleanup may ever drop, whatever the configuration says.
+SYSTEM_SCHEMAS = frozenset(
+    {"public", "main", "temp", "information_schema", "pg_catalog", "pg_toast", "dagster_branch"}
+)
+
+
+@dataclass(frozen=True)
+class TableLocation:
+    """Where a table lives: the physical schema and table names, already routed.
+
+    Use ``schema`` and ``name`` with pandas (``df.to_sql(loc.name, conn, schema=loc.schema)``),
+    :meth:`clause` with SQLAlchemy Core, and ``quoted`` (or ``str(loc)``) in text SQL: it is
+    quoted by the dialect's own identifier preparer, never spliced.
+
+    Example::
+
+        loc = warehouse.read_table("orders")
+        rows = conn.execute(sa.select(sa.literal_column("*")).select_from(loc.clause()))
+    """
+
+    schema: str
+    name: str
+    quoted: str
+    is_branch: bool
+
+    def clause(self) -> sa.TableClause:
+        """A column-less ``TableClause`` for ``select_from`` and friends."""
+        return sa.table(self.name, schema=self.schema)
+
+    def __str__(self) -> str:
+        return self.quoted
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Everything the resource decided for this deployment (pure data, no I/O)."""
+
+    deployment: DeploymentContext
+    caps: DialectCapabilities
+    namespace: Namespace | None
+    production_schema: str
+    target_schema: str
+    prefix: str
+    max_identifier_bytes: int
+
+
+class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
+    """A SQLAlchemy warehouse that writes each branch deployment into its own namespace.
+
+    The deployment is read from the environment (``DAGSTER_CLOUD_*``) when the resource is set
+    up. Production writes to ``base_schema``; a branch deployment for PR 42 writes to
+    ``analytics__pr_42`` (or to tables ``pr_42__…`` in ``branch_schema`` with
+    ``strategy="table_prefix"``), reads production where it has not built a table, and records
+    what it creates in the ledger so that the cleanup can remove exactly that.
+
+    Credentials: ``branch_url`` (when set) is used by branch deployments and by the cleanup (in
+    PostgreSQL only a schema's owner may drop it); ``local_url`` when running locally; ``url``
+    otherwise. URLs are secrets: shown only through :attr:`display_url`, with the password hidden.
+
+    Example::
+
+        from dagster import Definitions, EnvVar, asset
+
+        @asset
+        def orders(warehouse: BranchDatabaseResource) -> None:
+            with warehouse.get_connection() as conn:
+                loc = warehouse.table("orders")  # analytics.orders or analytics__pr_42.orders
+                conn.execute(sa.text(f"CREATE TABLE {loc} AS SELECT 1 AS id"))
+
+        defs = Definitions(
+            assets=[orders],
+            resources={"warehouse": BranchDatabaseResource(
+                url=EnvVar("WAREHOUSE_URL"), base_schema="analytics")},
+        )
+    """
+
+    url: str = Field(
+        description="SQLAlchemy URL for production and any deployment without an override. "
+        "Pass it as EnvVar: it holds a password.",
+        repr=False,
+    )
+    branch_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL used by branch deployments and by the cleanup, when set "
+        "(a role that may create and drop branch schemas but not touch production).",
+        repr=False,
+    )
+    local_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL used when running locally (no Dagster+ deployment), when set.",
+        repr=False,
+    )
+    base_schema: str = Field(
+        description="The production schema (dataset), e.g. 'analytics'. On SQLite it may be "
+        "'main' or a name emulated by an attached file.",
+    )
+    strategy: Literal["schema", "table_prefix"] = Field(
+        default="schema",
+        description="'schema': branches write to '<base_schema>__<namespace>'. 'table_prefix': "
+        "branches write tables '<namespace>__<table>' inside branch_schema.",
+    )
+    branch_schema: str | None = Field(
+        default=None,
+        description="The shared development schema for strategy='table_prefix' (required there).",
+    )
+    protected_schemas: list[str] = Field(
+        default=[],
+        description="Schemas that are never written or dropped by branches, besides "
+        "base_schema and control_schema.",
+    )
+    control_schema: str | None = Field(
+        default="dagster_branch",
+        description="Schema of the ownership ledger table dagster_branch_objects; None disables "
+        "the ledger (inventory then relies on discovery alone).",
+    )
+    store_key: str = Field(
+        default="warehouse",
+        description="The resource key this resource is bound to, recorded in the ledger.",
+    )
+    max_identifier_bytes: int | None = Field(
+        default=None,
+        ge=16,
+        description="Longest identifier allowed; default: the dialect's limit (PostgreSQL 63).",
+    )
+
+    _deployment: DeploymentContext | None = PrivateAttr(default=None)
+    _run_id: str | None = PrivateAttr(default=None)
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+    _cleanup_engine: sa.Engine | None = PrivateAttr(default=None)
+    _ensured: bool = PrivateAttr(default=False)
+    _recorded: set[str] = PrivateAttr(default_factory=set)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Resolve the deployment and check the configuration before any step runs."""
+        self._deployment = DeploymentContext.from_env()
+        self._run_id = context.run.run_id if context.run is not None else None
+        self.routing()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Dispose the engines created during the run."""
+        self.dispose()
+
+    def dispose(self) -> None:
+        """Close every pooled connection; the resource creates new ones if used again."""
+        for engine in (self._engine, self._cleanup_engine):
+            if engine is not None:
+                engine.dispose()
+        self._engine = self._cleanup_engine = None
+
+    # -- routing --------------------------------------------------------------------------------
+
+    @property
+    def deployment(self) -> DeploymentContext:
+        """The deployment this resource routes for (read from the environment once)."""
+        if self._deployment is None:
+            self._deployment = DeploymentContext.from_env()
+        return self._deployment
+
+    def _active_url(self) -> str:
+        kind = self.deployment.kind
+        if kind is DeploymentKind.BRANCH and self.branch_url:
+            return self.branch_url
+        if kind is DeploymentKind.LOCAL and self.local_url:
+            return self.local_url
+        return self.url
+
+    @property
+    def display_url(self) -> str:
+        """The URL this deployment connects with, password hidden."""
+        return _hide_password(self._active_url())
+
+    def routing(self) -> Routing:
+        """Decide where this deployment reads and writes; raise on a configuration that would
+        let a branch write to production."""
+        deployment = self.deployment
+        caps = capabilities_for(_dialect_name(self._active_url()))
+        limit = self.max_identifier_bytes or caps.max_identifier_bytes
+        base = _required(self.base_schema, "base_schema")
+        if self.control_schema is not None and _same(self.control_schema, base):
+            raise DagsterBranchConfigError(
+                f"control_schema {self.control_schema!r} is the production schema: give the "
+                "ledger its own schema (default 'dagster_branch')."
+            )
+        namespace = deployment.namespace
+        if namespace is None:
+            return Routing(deployment, caps, None, base, base, "", limit)
+        if self.strategy == "table_prefix":
+            target = _required(self.branch_schema, "branch_schema (strategy='table_prefix')")
+            prefix = namespace.key + "__"
+        else:
+            target = _naming(lambda: schema_name(base, namespace, max_length=limit))
+            prefix = ""
+        if protected := self.protection_of(target):
+            field = "branch_schema" if self.strategy == "table_prefix" else "the branch schema"
+            raise DagsterBranchConfigError(
+                f"{field} {target!r} of namespace {namespace} is {protected}: a branch would "
+                "write there. Choose a development schema of its own."
+            )
+        return Routing(deployment, caps, namespace, base, target, prefix, limit)
+
+    def protection_of(self, schema: str) -> str | None:
+        """Why ``schema`` is off limits to branch writes and to drops, or ``None``."""
+        if _same(schema, self.base_schema):
+            return "the production schema (base_schema)"
+        if self.control_schema is not None and _same(schema, self.control_schema):
+            return "the ledger's control_schema"
+        if any(_same(schema, p) for p in self.protected_schemas):
+            return "listed in protected_schemas"
+        return None
+
+    @property
+    def namespace(self) -> Namespace | None:
+        """This deployment's namespace; ``None`` in production."""
+        return self.deployment.namespace
+
+    @property
+    def target_schema(self) -> str:
+        """Where this deployment writes: ``base_schema`` in production, else its branch schema
+        (or ``branch_schema`` with ``strategy='table_prefix'``)."""
+        return self.routing().target_schema
+
+    @property
+    def production_schema(self) -> str:
+        """Where production data lives, for reads."""
+        return self.base_schema
+
+    def _location(self, schema: str, name: str, *, is_branch: bool) -> TableLocation:
+        caps = self.routing().caps
+        check_identifier(caps, schema)
+        check_identifier(caps, _required(name, "table name"))
+        preparer = self.get_engine().dialect.identifier_preparer
+        quoted = f"{preparer.quote_schema(schema)}.{preparer.quote(name)}"
+        return TableLocation(schema=schema, name=name, quoted=quoted, is_branch=is_branch)
+
+    def _branch_location(self, name: str) -> TableLocation:
+        r = self.routing()
+        _required(name, "table name")
+        namespace = r.namespace
+        if r.prefix and namespace is not None:
+            physical = _naming(
+                lambda: table_name(name, namespace, max_length=r.max_identifier_bytes)
+            )
+        else:
+            physical = name
+        if len(physical.encode()) > r.max_identifier_bytes:
+            raise DagsterBranchNamingError(
+                f"Table name {name[:40]!r} is longer than {r.max_identifier_bytes} bytes, the "
+                f"{r.caps.name} limit: shorten it."
+            )
+        return self._location(r.target_schema, physical, is_branch=r.namespace is not None)
+
+    def table(self, name: str) -> TableLocation:
+        """The physical, quoted place where this deployment writes table ``name``.
+
+        Creates the namespace first (:meth:`ensure_namespace`) and, with the table-prefix
+        strategy, records the table in the ledger: calling this means "I am about to write".
+        """
+        location = self._branch_location(name)
+        self.guard_write(location.schema, location.name)
+        self.ensure_namespace()
+        r = self.routing()
+        if r.prefix and r.namespace is not None and location.name not in self._recorded:
+            self._record(ObjectKind.TABLE, location.name, container=location.schema)
+        return location
+
+    def read_table(self, name: str) -> TableLocation:
+        """Where to read table ``name``: the branch's own table if it built one, else production's.
+
+        One catalog query in branch and local deployments; none in production.
+        """
+        r = self.routing()
+        if r.namespace is None:
+            return self._location(r.production_schema, name, is_branch=False)
+        branch = self._branch_location(name)
+        with self.get_engine().connect() as conn:
+            built = sa.inspect(conn).has_table(branch.name, schema=branch.schema)
+        return branch if built else self._location(r.production_schema, name, is_branch=False)
+
+    def guard_write(self, schema: str, table: str | None = None) -> None:
+        """Raise :class:`NamespaceViolationError` unless this deployment may write there.
+
+        Production may write only to ``base_schema``; a branch only to its own schema (or, with
+        table prefixes, to its own prefixed tables in ``branch_schema``).
+        """
+        r = self.routing()
+        what = f"{schema}.{table}" if table is not None else f"schema {schema}"
+        if r.namespace is None:
+            if not _same(schema, r.production_schema):
+                raise NamespaceViolationError(
+                    f"The production deployment refused to write {what}: production writes only "
+                    f"to base_schema {r.production_schema!r}, never to a branch's schema."
+                )
+            return
+        allowed = schema == r.target_schema and (
+            not r.prefix or (table is not None and table.startswith(r.prefix))
+        )
+        if not allowed or self.protection_of(schema):
+            where = (
+                f"tables '{r.prefix}…' in schema {r.target_schema!r}"
+                if r.prefix
+                else f"schema {r.target_schema!r}"
+            )
+            raise NamespaceViolationError(
+                f"Deployment namespace {r.namespace} refused to create, change or drop {what}: "
+                f"it is outside its namespace ({where}). Write through table(name) instead."
+            )
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def _create_engine(self, url: str, attach: set[str]) -> sa.Engine:
+        try:
+            engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise DagsterBranchConfigError(
+                f"Cannot create an engine for {_hide_password(url)}: {type(exc).__name__}. "
+                "Check the URL's dialect and that its driver is installed."
+            ) from None
+        if capabilities_for(engine.dialect).attaches_schemas:
+            attach_sqlite_schemas(engine, attach)
+        return engine
+
+    def get_engine(self) -> sa.Engine:
+        """The engine of this deployment's URL, created once and disposed when the run ends."""
+        if self._engine is None:
+            r = self.routing()
+            attach = {r.target_schema}
+            if self.control_schema:
+                attach.add(self.control_schema)
+            if r.namespace is not None:
+                # Attach production only if it exists: a branch must not create its file.
+                url = sa.make_url(self._active_url())
+                if self._sqlite_schema_exists(url, r.production_schema):
+                    attach.add(r.production_schema)
+            self._engine = self._create_engine(self._active_url(), attach)
+        return self._engine
+
+    def _sqlite_schema_exists(self, url: sa.URL, name: str) -> bool:
+        if url.get_backend_name() != "sqlite" or name in SQLITE_BUILTIN_SCHEMAS:
+            return False
+        probe = sa.create_engine(url)
+        try:
+            return sqlite_schema_path(probe, name).exists()
+        finally:
+            probe.dispose()
+
+    def get_cleanup_engine(self) -> sa.Engine:
+        """The engine inventory and cleanup use: ``branch_url`` when set, else ``url``.
+
+        Branch schemas are owned by the branch role, and in PostgreSQL only a schema's owner (or a
+        member of the owning role) may drop it, so the cleanup connects as that role.
+        """
+        if self._cleanup_engine is None:
+            attach = {s for s in (self.control_schema, self.branch_schema) if s}
+            if self.strategy == "schema":
+                attach.discard(self.branch_schema or "")
+            self._cleanup_engine = self._create_engine(self.branch_url or self.url, attach)
+        return self._cleanup_engine
+
+    @contextlib.contextmanager
+    def get_connection(self) -> Iterator[sa.Connection]:
+        """A connection inside a transaction: committed on success, rolled back on error."""
+        conn = self.get_engine().connect()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.close()
+
+    # -- namespace and ledger -------------------------------------------------------------------
+
+    def ledger(self, engine: sa.Engine | None = None) -> Ledger | None:
+        """The ownership ledger on ``engine`` (default: this deployment's), or ``None``."""
+        if self.control_schema is None:
+            return None
+        return Ledger(engine or self.get_engine(), control_schema=self.control_schema)
+
+    def _record(self, kind: ObjectKind, name: str, *, container: str | None = None) -> None:
+        r = self.routing()
+        ledger = self.ledger()
+        if ledger is not None and r.namespace is not None:
+            ledger.record(
+                LedgerEntry(
+                    namespace=r.namespace,
+                    store=self.store_key,
+                    backend=r.caps.name,
+                    kind=kind,
+                    name=name,
+                    container=container,
+                    pull_request_id=r.deployment.pull_request_id,
+                    branch=r.deployment.git_branch,
+                    deployment_name=r.deployment.deployment_name,
+                    run_id=self._run_id,
+                    git_sha=r.deployment.git_sha,
+                )
+            )
+        self._recorded.add(name)
+
+    def marker(self) -> str:
+        """The comment that marks a branch schema, so a lost ledger can be rebuilt."""
+        d = self.deployment
+        parts = [f"dagster-branch namespace={d.namespace}"]
+        for label, value in (
+            ("pull_request", d.pull_request_id),
+            ("branch", d.git_branch),
+            ("deployment", d.deployment_name),
+            ("git_sha", d.git_sha),
+        ):
+            if value:
+                parts.append(f"{label}={value}")
+        return " ".join(parts)
+
+    def ensure_namespace(self) -> None:
+        """Create this deployment's schema if missing and record it; idempotent, once per run.
+
+        Production: makes sure ``base_schema`` exists. Branch (schema strategy): ``CREATE SCHEMA
+        IF NOT EXISTS``, a ``COMMENT ON SCHEMA`` marker where the dialect has one, and a ledger
+        row. Table-prefix strategy: the shared ``branch_schema`` is created only if missing;
+        tables are recorded one by one by :meth:`table`.
+        """
+        if self._ensured:
+            return
+        r = self.routing()
+        engine = self.get_engine()
+        branch_schema = r.namespace is not None and not r.prefix
+        try:
+            with engine.begin() as conn:
+                if r.caps.has_schemas and not sa.inspect(conn).has_schema(r.target_schema):
+                    if branch_schema:
+                        self.guard_write(r.target_schema)
+                    conn.execute(create_schema_ddl(r.caps, r.target_schema))
+                if branch_schema and r.caps.schema_comments:
+                    conn.execute(SchemaComment(r.target_schema, self.marker()))
+        except sa.exc.SQLAlchemyError as exc:
+            raise DagsterBranchError(
+                f"Could not create schema {r.target_schema!r} on {self.display_url}: "
+                f"{self.redact(db_error_text(exc))}. Give this deployment's role CREATE on the "
+                "database, or create the schema beforehand."
+            ) from exc
+        if branch_schema:
+            self._record(ObjectKind.SCHEMA, r.target_schema)
+        self._ensured = True
+
+    def redact(self, text: str) -> str:
+        """``text`` with any password of this resource's URLs replaced by ``***``."""
+        for url in (self.url, self.branch_url, self.local_url):
+            password = sa.make_url(url).password if url else None
+            if password:
+                text = text.replace(str(password), "***")
+        return text
+
+    # -- BranchStore ----------------------------------------------------------------------------
+
+    def list_namespaces(self) -> set[Namespace]:
+        """Every namespace owning objects here: ledger rows plus discovered names."""
+        from dagster_branch.cleanup.database import list_namespaces
+
+        return list_namespaces(self)
+
+    def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
+        """The objects ``namespace`` owns here (ledger and discovery, deduplicated)."""
+        from dagster_branch.cleanup.database import objects_of
+
+        return objects_of(self, namespace)
+
+    def ownership_problem(self, obj: OwnedObject) -> str | None:
+        """Why ``obj`` must not be removed by a cleanup of ``obj.namespace``, else ``None``."""
+        from dagster_branch.cleanup.database import ownership_problem
+
+        return ownership_problem(self, obj)
+
+    def remove_objects(
+        self, objects: Sequence[OwnedObject], *, dry_run: bool, log: logging.Logger
+    ) -> list[RemovalResult]:
+        """Drop ``objects`` one by one (``IF EXISTS``, cascade where supported); never raises
+        per object. Connects with :meth:`get_cleanup_engine`."""
+        from dagster_branch.cleanup.database import remove_objects
+
+        return remove_objects(self, objects, dry_run=dry_run, log=log)
+
+
+def _hide_password(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparsable URL>"
+
+
+def _dialect_name(url: str) -> str:
+    try:
+        return sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        raise DagsterBranchConfigError(
+            "The warehouse URL is not a SQLAlchemy URL: expected e.g. "
+            "'postgresql+psycopg://user:password@host/db'."
+        ) from None
+
+
+def _required(value: str | None, field: str) -> str:
+    if value is None or not value.strip():
+        raise DagsterBranchConfigError(f"{field} is empty: set it to a schema or table name.")
+    return value
+
+
+def _same(left: str, right: str) -> bool:
+    """Schema names compared case-insensitively: refusing too much is the safe side."""
+    return left.casefold() == right.casefold()
+
+
+def _naming(build: Callable[[], str]) -> str:
+    try:
+        return build()
+    except DagsterBranchNamingError as exc:
+        raise DagsterBranchConfigError(str(exc)) from None
