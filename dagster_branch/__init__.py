@@ -18,8 +18,11 @@ from dagster_branch.errors import (
     UnexpectedResponseError,
 )
 from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.io_managers.database import BranchTableIOManager
+from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import Namespace, NamespaceKind
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
+from dagster_branch.resources.database import BranchDatabaseResource, TableLocation
 from dagster_branch.sensors import (
     build_branch_cleanup_schedule,
     build_branch_cleanup_sensor,
@@ -34,7 +37,9 @@ from dagster_branch.sources.gitlab import GitLabMergeRequests
 __version__ = "0.1.0"
 
 __all__ = [
+    "BranchDatabaseResource",
     "BranchStore",
+    "BranchTableIOManager",
     "CleanupError",
     "CleanupIncompleteError",
     "CleanupPlan",
@@ -50,6 +55,8 @@ __all__ = [
     "GitHubPullRequests",
     "GitLabMergeRequests",
     "GitRemoteBranches",
+    "Ledger",
+    "LedgerEntry",
     "Namespace",
     "NamespaceKind",
     "NamespaceViolationError",
@@ -63,6 +70,7 @@ __all__ = [
     "SourceAnswer",
     "SourceError",
     "SourceUnavailableError",
+    "TableLocation",
     "UnexpectedResponseError",
     "__version__",
     "build_branch_cleanup_job",
