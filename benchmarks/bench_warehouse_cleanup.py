@@ -1,0 +1,301 @@
+"""Benchmark 3: removing a branch schema with 300 tables, on PostgreSQL and DuckDB.
+
+Each run seeds a fresh branch namespace the way a branch deployment does
+(``BranchDatabaseResource.ensure_namespace()``, then 300 tables of 10 rows in the branch
+schema), next to a production schema that must survive, and removes it with one contender:
+
+- **dagster-branch (drop step)**: the cleanup job's removal as the job calls it:
+  ``objects_of(namespace)`` (ledger plus discovery) then ``remove_objects(...)`` (one
+  ``DROP SCHEMA … CASCADE`` where the dialect has it, ledger rows marked dropped);
+- **dagster-branch (whole job)**: ``build_branch_cleanup_job`` run with ``execute_in_process``:
+  plan, verify, drop, record, with Dagster's own run overhead;
+- **table by table**: the hand-written script: list the tables, ``DROP TABLE`` each, then
+  ``DROP SCHEMA``, in one transaction.
+
+Statements are counted with a SQLAlchemy ``before_cursor_execute`` listener on every engine of
+the process (an observation hook: it changes nothing), so catalog queries and ledger writes count
+as well as the drops. The PostgreSQL server is a throwaway cluster on loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    Stopwatch,
+    Table,
+    base_parser,
+    emit,
+    median,
+    ratio,
+    scratch_dir,
+    seconds,
+)
+
+from dagster_branch import build_branch_cleanup_job
+from dagster_branch.naming import Namespace
+from dagster_branch.resources.database import BranchDatabaseResource
+from dagster_branch.testing import local_postgres
+
+BASE = "analytics"
+DEPLOYMENT_VARIABLES = (
+    "DAGSTER_CLOUD_DEPLOYMENT_NAME",
+    "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT",
+    "DAGSTER_CLOUD_PULL_REQUEST_ID",
+    "DAGSTER_CLOUD_GIT_BRANCH",
+)
+PRODUCTION = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "0"}
+
+
+class StatementCounter:
+    """Counts statements sent to one warehouse by any SQLAlchemy engine, while active.
+
+    Dagster's own instance storage also speaks SQLAlchemy (SQLite); only statements to the
+    benchmark's warehouse database count.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.database: str | None = None
+
+    def __call__(self, conn: sa.Connection, *args: Any) -> None:
+        if self.database is not None and conn.engine.url.database == self.database:
+            self.count += 1
+
+    @contextlib.contextmanager
+    def counting(self, url: str) -> Iterator[None]:
+        self.count, self.database = 0, sa.make_url(url).database
+        try:
+            yield
+        finally:
+            self.database = None
+
+
+COUNTER = StatementCounter()
+sa.event.listen(sa.Engine, "before_cursor_execute", COUNTER)
+
+
+@contextlib.contextmanager
+def deployment_environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in DEPLOYMENT_VARIABLES}
+    for name in DEPLOYMENT_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def branch_environment(number: int) -> dict[str, str]:
+    return {
+        "DAGSTER_CLOUD_DEPLOYMENT_NAME": f"{number:x}9f3e2a",
+        "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
+        "DAGSTER_CLOUD_PULL_REQUEST_ID": str(number),
+        "DAGSTER_CLOUD_GIT_BRANCH": f"feature/change-{number}",
+    }
+
+
+def seed_branch(url: str, number: int, tables: int) -> str:
+    """A branch deployment's first run: its schema, then ``tables`` tables of 10 rows."""
+    with deployment_environment(branch_environment(number)):
+        resource = BranchDatabaseResource(url=url, base_schema=BASE)
+        try:
+            resource.ensure_namespace()
+            schema = resource.target_schema
+            preparer = resource.get_engine().dialect.identifier_preparer
+            with resource.get_engine().begin() as conn:
+                for i in range(tables):
+                    name = f"{preparer.quote_schema(schema)}.{preparer.quote(f'model_{i:03d}')}"
+                    conn.execute(sa.text(f"CREATE TABLE {name} (id INTEGER, label VARCHAR(20))"))
+                    conn.execute(
+                        sa.text(f"INSERT INTO {name} VALUES " + ", ".join(
+                            f"({n}, 'row {n}')" for n in range(10)
+                        ))
+                    )  # fmt: skip
+        finally:
+            resource.dispose()
+    return schema
+
+
+def seed_production(url: str) -> None:
+    with deployment_environment(PRODUCTION):
+        resource = BranchDatabaseResource(url=url, base_schema=BASE)
+        try:
+            resource.ensure_namespace()
+            location = resource.table("orders")
+            with resource.get_engine().begin() as conn:
+                conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {location.quoted} (id INTEGER)"))
+                conn.execute(sa.text(f"INSERT INTO {location.quoted} VALUES (1), (2), (3)"))
+        finally:
+            resource.dispose()
+
+
+def schema_exists(url: str, schema: str) -> bool:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return bool(sa.inspect(conn).has_schema(schema))
+    finally:
+        engine.dispose()
+
+
+def production_rows(url: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {BASE}.orders")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+# -- the contenders -----------------------------------------------------------------------------
+
+QUIET = logging.getLogger("bench.warehouse")
+QUIET.addHandler(logging.NullHandler())
+QUIET.propagate = False
+
+
+def drop_step(url: str, number: int, schema: str) -> None:
+    with deployment_environment(PRODUCTION):
+        resource = BranchDatabaseResource(url=url, base_schema=BASE)
+        try:
+            objects = resource.objects_of(Namespace.for_pull_request(number))
+            results = resource.remove_objects(objects, dry_run=False, log=QUIET)
+        finally:
+            resource.dispose()
+    if not results or not all(r.removed for r in results):
+        raise RuntimeError(f"the drop step did not remove everything: {results}")
+
+
+CLEANUP_JOB = build_branch_cleanup_job(store_keys=("warehouse",), source_key=None)
+
+
+def whole_job(url: str, number: int, schema: str) -> None:
+    run_config = {
+        "ops": {
+            "plan": {"config": {"namespace": f"pr_{number}", "require_closed": False}},
+        }
+    }
+    with deployment_environment(PRODUCTION), contextlib.redirect_stderr(io.StringIO()):
+        result = CLEANUP_JOB.execute_in_process(
+            run_config=run_config,
+            resources={"warehouse": BranchDatabaseResource(url=url, base_schema=BASE)},
+            raise_on_error=False,
+        )
+    if not result.success:
+        raise RuntimeError("the cleanup job failed")
+
+
+def table_by_table(url: str, number: int, schema: str) -> None:
+    """The hand-written script."""
+    engine = sa.create_engine(url)
+    try:
+        preparer = engine.dialect.identifier_preparer
+        with engine.begin() as conn:
+            for table in sa.inspect(conn).get_table_names(schema=schema):
+                conn.execute(
+                    sa.text(
+                        f"DROP TABLE IF EXISTS {preparer.quote_schema(schema)}."
+                        f"{preparer.quote(table)}"
+                    )
+                )
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {preparer.quote_schema(schema)}"))
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Contender:
+    name: str
+    run: Callable[[str, int, str], None]
+    walls: list[float] = field(default_factory=list)
+    statements: list[int] = field(default_factory=list)
+    gone: list[bool] = field(default_factory=list)
+    production_intact: list[bool] = field(default_factory=list)
+
+
+def bench_dialect(label: str, url: str, tables: int, runs: int) -> Table:
+    seed_production(url)
+    contenders = [
+        Contender("dagster-branch (drop step)", drop_step),
+        Contender("dagster-branch (whole job)", whole_job),
+        Contender("table by table", table_by_table),
+    ]
+    number = 1000
+    for run in range(runs):
+        print(f"  {label}: run {run + 1}/{runs}", flush=True)
+        for contender in contenders:
+            number += 1
+            schema = seed_branch(url, number, tables)
+            with COUNTER.counting(url), Stopwatch() as watch:
+                contender.run(url, number, schema)
+            contender.walls.append(watch.seconds)
+            contender.statements.append(COUNTER.count)
+            contender.gone.append(not schema_exists(url, schema))
+            contender.production_intact.append(production_rows(url) == 3)
+
+    table = Table(
+        f"Warehouse cleanup, {label}: a branch schema with {tables} tables",
+        ["contender", "runs", "statements", "wall (median)", "statements vs drop step",
+         "wall vs drop step", "schema gone", "prod intact"],
+    )  # fmt: skip
+    ref = contenders[0]
+    for c in contenders:
+        table.add(
+            c.name,
+            len(c.walls),
+            f"{median(c.statements):g}",
+            seconds(median(c.walls)),
+            ratio(median(c.statements), median(ref.statements)),
+            ratio(median(c.walls), median(ref.walls)),
+            "yes" if all(c.gone) else "NO",
+            "yes" if all(c.production_intact) else "NO",
+        )
+    table.notes.append(
+        "statements: every statement any engine sent during the cleanup (catalog queries, ledger "
+        "reads and writes, drops), counted by a before_cursor_execute listener."
+    )
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__ or "")
+    parser.add_argument("--tables", type=int, default=None, help="tables in the branch schema")
+    args = parser.parse_args(argv)
+    tables = args.tables or (30 if args.quick else 300)
+    runs = args.runs or (2 if args.quick else 5)
+
+    out = []
+    with scratch_dir("warehouse") as scratch:
+        out.append(
+            bench_dialect("DuckDB", f"duckdb:///{scratch / 'warehouse.duckdb'}", tables, runs)
+        )
+        with local_postgres() as pg:
+            admin = sa.create_engine(pg.url("postgres"), isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(sa.text("CREATE DATABASE bench"))
+            admin.dispose()
+            out.append(bench_dialect("PostgreSQL", pg.url("bench"), tables, runs))
+    emit(out, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
