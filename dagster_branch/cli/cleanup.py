@@ -1,0 +1,247 @@
+"""``dagster-branch plan`` and ``dagster-branch cleanup``: one namespace, shown or removed.
+
+``plan`` only reads: it asks every branch-aware store what the namespace owns and runs the same
+verification as the cleanup job, so it also says whether the job would refuse, and why.
+``cleanup`` shows that plan, asks for confirmation (unless ``--yes``) and then runs the
+Definitions' own cleanup job in process, so the run, its checks and its metadata are exactly
+those of a run launched by the sensor.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+import dagster as dg
+
+from dagster_branch.cleanup.job import CleanupOutcome
+from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
+from dagster_branch.cleanup.report import status_of
+from dagster_branch.cleanup.verify import Verdict, check_plan
+from dagster_branch.cli.errors import (
+    EXIT_ERROR,
+    EXIT_INCOMPLETE,
+    EXIT_REFUSED,
+    CommandFailed,
+    failure,
+    reports_errors,
+)
+from dagster_branch.cli.output import echo_json, format_table
+from dagster_branch.cli.target import (
+    definitions_options,
+    load_target,
+    namespace_options,
+    open_resources,
+    resolve_namespace,
+)
+from dagster_branch.naming import Namespace
+
+__all__ = ["cleanup", "plan"]
+
+DEFAULT_JOB = "branch_cleanup"
+# The job tags its failures with the library error's class name.
+_EXIT_CODES = {"CleanupRefusedError": EXIT_REFUSED, "CleanupIncompleteError": EXIT_INCOMPLETE}
+
+
+def _inspect(
+    defs: dg.Definitions, namespace: Namespace, *, require_closed: bool = True
+) -> tuple[CleanupPlan, Verdict]:
+    with open_resources(defs) as opened:
+        cleanup_plan = build_cleanup_plan(namespace, opened.stores)
+        verdict = check_plan(
+            cleanup_plan,
+            opened.stores,
+            source=opened.source,
+            require_closed=require_closed,
+            source_key=opened.source_key,
+        )
+    return cleanup_plan, verdict
+
+
+def _plan_rows(cleanup_plan: CleanupPlan) -> list[list[str]]:
+    return [
+        [p.store_key, p.kind.value, p.name, ", ".join(sorted(p.obj.found_in)) or "-"]
+        for p in cleanup_plan
+    ]
+
+
+def _echo_plan(cleanup_plan: CleanupPlan, verdict: Verdict) -> None:
+    stores = ", ".join(cleanup_plan.store_keys)
+    if cleanup_plan.is_empty:
+        click.echo(f"{cleanup_plan.namespace} owns nothing in {stores}: nothing to remove.")
+        return
+    click.echo(f"Plan for {cleanup_plan.namespace} (stores: {stores})\n")
+    click.echo(format_table(["store", "kind", "name", "found in"], _plan_rows(cleanup_plan)))
+    counts = ", ".join(f"{n} {kind}" for kind, n in sorted(cleanup_plan.counts().items()))
+    click.echo(f"\n{len(cleanup_plan)} object(s): {counts}.")
+    if verdict.reasons:
+        click.echo("The cleanup job would refuse this plan now:")
+        for reason in verdict.reasons:
+            click.echo(f"  - {reason}")
+    else:
+        click.echo("Verification passes: the cleanup job would remove exactly these.")
+
+
+def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    state = verdict.pull_request
+    return {
+        "approved": verdict.approved,
+        "reasons": list(verdict.reasons),
+        "pull_request": state.model_dump(mode="json") if state is not None else None,
+    }
+
+
+@click.command()
+@definitions_options
+@namespace_options
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@reports_errors
+def plan(
+    module_name: str | None,
+    python_file: str | None,
+    namespace: str | None,
+    pull_request: str | None,
+    branch: str | None,
+    as_json: bool,
+) -> None:
+    """Show what the cleanup of one namespace would remove (reads only)."""
+    target = resolve_namespace(namespace, pull_request, branch)
+    defs = load_target(module_name, python_file)
+    cleanup_plan, verdict = _inspect(defs, target)
+    if as_json:
+        echo_json({**cleanup_plan.to_dict(), "verification": _verdict_dict(verdict)})
+    else:
+        _echo_plan(cleanup_plan, verdict)
+
+
+def _instance() -> dg.DagsterInstance:
+    """The instance of ``DAGSTER_HOME`` when set (the run shows in the UI), else a throwaway."""
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def _failure_of(result: dg.ExecuteInProcessResult) -> CommandFailed:
+    """The run's first step failure as a message and exit code."""
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        user = data.user_failure_data
+        if user is not None:
+            kind = user.metadata.get("error")
+            kind_name = getattr(kind, "value", None)
+            code = {"CleanupRefusedError": EXIT_REFUSED, "CleanupIncompleteError": EXIT_INCOMPLETE}
+            return failure(
+                user.description or "the cleanup failed", code.get(str(kind_name), EXIT_ERROR)
+            )
+        message = data.error.message.strip() if data.error is not None else "unknown error"
+        return failure(f"The cleanup run failed: {message}", EXIT_ERROR)
+    return failure("The cleanup run failed before any step ran.", EXIT_ERROR)
+
+
+def _echo_outcome(outcome: CleanupOutcome) -> None:
+    rows = [
+        [removal.store_key, r.obj.kind.value, r.obj.qualified_name,
+         status_of(r, dry_run=outcome.dry_run), r.objects or "-"]
+        for removal in outcome.removals
+        for r in removal.results
+    ]  # fmt: skip
+    if rows:
+        click.echo(format_table(["store", "kind", "name", "status", "objects"], rows))
+    verb = "Dry run: nothing was removed from" if outcome.dry_run else "Cleaned"
+    click.echo(f"{verb} {outcome.plan.namespace}.")
+
+
+def run_cleanup_job(
+    defs: dg.Definitions,
+    namespace: Namespace,
+    *,
+    job_name: str = DEFAULT_JOB,
+    dry_run: bool = False,
+    require_closed: bool = True,
+    verbose: bool = False,
+) -> CleanupOutcome:
+    """Execute the Definitions' cleanup job in process for ``namespace``.
+
+    Raises:
+        CommandFailed: the run failed; the exit code tells refusal from partial failure.
+    """
+    try:
+        job = defs.resolve_job_def(job_name)
+    except dg.DagsterInvariantViolationError as exc:
+        raise failure(
+            f"These Definitions have no job {job_name!r}: add branch_cleanup_definitions(...) "
+            "to them, or name the job with --job."
+        ) from exc
+    config = {"namespace": namespace.key, "dry_run": dry_run, "require_closed": require_closed}
+    # The run's own event log is kept (in DAGSTER_HOME when set); the terminal gets the summary.
+    log_level = "DEBUG" if verbose else "CRITICAL"
+    result = job.execute_in_process(
+        run_config={
+            "ops": {"plan": {"config": config}},
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
+        instance=_instance(),
+        tags={"dagster-branch/namespace": namespace.key, "dagster-branch/trigger": "cli"},
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise _failure_of(result)
+    outcome = result.output_for_node("record")
+    assert isinstance(outcome, CleanupOutcome)
+    return outcome
+
+
+@click.command()
+@definitions_options
+@namespace_options
+@click.option("--dry-run", is_flag=True, help="Plan, verify and report; remove nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--no-pr-check",
+    is_flag=True,
+    help="Do not require the pull request to be closed (for a namespace the source cannot "
+    "judge); every other check still applies.",
+)
+@click.option("--job", "job_name", default=DEFAULT_JOB, show_default=True, help="Cleanup job.")
+@click.option("-v", "--verbose", is_flag=True, help="Print the run's event log.")
+@reports_errors
+def cleanup(
+    module_name: str | None,
+    python_file: str | None,
+    namespace: str | None,
+    pull_request: str | None,
+    branch: str | None,
+    dry_run: bool,
+    yes: bool,
+    no_pr_check: bool,
+    job_name: str,
+    verbose: bool,
+) -> None:
+    """Remove everything one namespace owns, by running the cleanup job in process."""
+    target = resolve_namespace(namespace, pull_request, branch)
+    defs = load_target(module_name, python_file)
+    cleanup_plan, verdict = _inspect(defs, target, require_closed=not no_pr_check)
+    _echo_plan(cleanup_plan, verdict)
+    if cleanup_plan.is_empty:
+        return
+    if verdict.reasons and not dry_run:
+        raise failure(
+            f"Nothing was removed: verification refused the cleanup of {target}.", EXIT_REFUSED
+        )
+    if not dry_run and not yes:
+        question = f"\nRemove these {len(cleanup_plan)} object(s) of {target}?"
+        if not click.confirm(question, default=False):
+            raise failure("Nothing was removed.", EXIT_ERROR)
+    click.echo(f"\nRunning job {job_name!r} in process{' (dry run)' if dry_run else ''}...")
+    outcome = run_cleanup_job(
+        defs,
+        target,
+        job_name=job_name,
+        dry_run=dry_run,
+        require_closed=not no_pr_check,
+        verbose=verbose,
+    )
+    _echo_outcome(outcome)

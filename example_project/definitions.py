@@ -1,0 +1,63 @@
+"""The example project's Definitions, the way dagster-branch recommends using it.
+
+The same code runs everywhere; the deployment decides where it writes:
+
+- production (``DAGSTER_CLOUD_DEPLOYMENT_NAME`` set) and local runs: the assets, plus the cleanup
+  sensor ``branch_cleanup_sensor`` and job ``branch_cleanup`` (the warehouse under the resource
+  key ``warehouse``, the S3 lake under ``lake``);
+- branch deployments (``DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT=1``): the assets only, writing to the
+  branch's own schema and prefix. Dagster+ runs no sensors there, and a branch never cleans.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_branch import (
+    DeploymentContext,
+    build_branch_cleanup_job,
+    build_branch_cleanup_sensor,
+)
+from dagster_branch.io_managers import BranchTableIOManager
+from example_project import resources
+from example_project.assets import customers, orders, orders_export_asset, revenue_by_customer
+
+__all__ = ["build_definitions"]
+
+
+def build_definitions() -> dg.Definitions:
+    """Build the Definitions from the current environment (see :mod:`example_project.resources`)."""
+    deployment = DeploymentContext.from_env()
+    warehouse = resources.warehouse()
+    lake = resources.lake()
+    assets: list[dg.AssetsDefinition] = [customers, orders, revenue_by_customer]
+    bound: dict[str, object] = {
+        "warehouse": warehouse,
+        "io_manager": BranchTableIOManager(database=warehouse),
+    }
+    if lake is not None:
+        assets.append(orders_export_asset())
+        bound["lake"] = lake
+    # DuckDB and SQLite files take one writing process at a time: run their steps in one.
+    single_writer = resources.is_single_writer()
+    app = dg.Definitions(
+        assets=assets,
+        resources=bound,
+        executor=dg.in_process_executor if single_writer else None,
+    )
+    if deployment.is_branch_deployment:
+        return app
+    store_keys = tuple(key for key in ("warehouse", "lake") if key in bound)
+    cleanup = dg.Definitions(
+        jobs=[build_branch_cleanup_job(store_keys=store_keys, io_manager_key="cleanup_io_manager")],
+        sensors=[
+            build_branch_cleanup_sensor(
+                store_keys=store_keys, grace_period=resources.grace_period()
+            )
+        ],
+        resources={
+            "pull_requests": resources.pull_request_source(),
+            "cleanup_io_manager": dg.FilesystemIOManager(),
+        },
+    )
+    return dg.Definitions.merge(app, cleanup)

@@ -1,0 +1,154 @@
+"""The example's resources, configured only through environment variables with defaults.
+
+=============================  ================================================================
+variable                       meaning (default)
+=============================  ================================================================
+``WAREHOUSE_URL``              SQLAlchemy URL of the warehouse (a DuckDB file under
+                               ``example_project/data/``)
+``WAREHOUSE_BRANCH_URL``       URL of the role branch deployments and the cleanup use (unset:
+                               ``WAREHOUSE_URL``); see docs/credentials.md
+``DATA_BUCKET``                S3 bucket of the data lake (unset: the S3 asset is left out)
+``AWS_ENDPOINT_URL``           boto3's own variable, for an S3-compatible server
+``DAGSTER_BRANCH_PR_SOURCE``   ``github``, ``gitlab``, ``dagster_plus`` or ``git`` (``git``)
+``DAGSTER_BRANCH_GRACE_MINUTES``  minutes the sensor waits after a PR closes (10)
+=============================  ================================================================
+
+Each source reads its usual variables: ``GITHUB_REPOSITORY``, ``GITHUB_TOKEN``,
+``GITHUB_API_URL``; ``CI_PROJECT_ID``, ``GITLAB_TOKEN``, ``CI_API_V4_URL``;
+``DAGSTER_CLOUD_ORGANIZATION``, ``DAGSTER_CLOUD_API_TOKEN``; ``DAGSTER_BRANCH_GIT_REMOTE`` (the
+checkout this project lives in). Secrets are passed as ``dg.EnvVar``, so their values never
+appear in the Dagster UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from dagster_branch.errors import DagsterBranchConfigError
+from dagster_branch.resources import BranchDatabaseResource
+
+__all__ = [
+    "DATA_DIR",
+    "PR_SOURCES",
+    "grace_period",
+    "is_single_writer",
+    "lake",
+    "pull_request_source",
+    "warehouse",
+]
+
+log = logging.getLogger("example_project")
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+BASE_SCHEMA = "analytics"
+PR_SOURCES = ("github", "gitlab", "dagster_plus", "git")
+_LAKE_NOTICE = "lake"
+_said: set[str] = set()  # notices already logged by this process
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _required(name: str, why: str) -> str:
+    value = _env(name)
+    if value is None:
+        raise DagsterBranchConfigError(f"{name} is not set: {why}")
+    return value
+
+
+def warehouse() -> BranchDatabaseResource:
+    """The warehouse: ``WAREHOUSE_URL`` (a secret, passed as EnvVar) or the local DuckDB file."""
+    url: Any
+    if _env("WAREHOUSE_URL"):
+        url = dg.EnvVar("WAREHOUSE_URL")
+    else:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        url = f"duckdb:///{DATA_DIR / 'warehouse.duckdb'}"
+    branch_url = dg.EnvVar("WAREHOUSE_BRANCH_URL") if _env("WAREHOUSE_BRANCH_URL") else None
+    return BranchDatabaseResource(
+        url=url, branch_url=branch_url, base_schema=BASE_SCHEMA, store_key="warehouse"
+    )
+
+
+def is_single_writer() -> bool:
+    """Whether the warehouse is a file that one process at a time may write (DuckDB, SQLite)."""
+    url = _env("WAREHOUSE_URL") or "duckdb"  # the default is a DuckDB file
+    return url.startswith(("duckdb", "sqlite"))
+
+
+def lake() -> Any | None:
+    """The data lake under ``DATA_BUCKET``, or ``None`` (with a log line) when it is unset."""
+    bucket = _env("DATA_BUCKET")
+    if bucket is None:
+        if _LAKE_NOTICE in _said:
+            return None
+        _said.add(_LAKE_NOTICE)
+        log.warning(
+            "DATA_BUCKET is not set, so the S3 asset 'orders_export' and the 'lake' resource "
+            "are left out. Set DATA_BUCKET=<bucket> (and AWS_ENDPOINT_URL for an "
+            "S3-compatible server) to enable them."
+        )
+        return None
+    from dagster_branch import BranchS3Resource
+
+    return BranchS3Resource(bucket=bucket, prefix="shop", store_key="lake")
+
+
+def pull_request_source() -> Any:
+    """The pull request source named by ``DAGSTER_BRANCH_PR_SOURCE`` (default: ``git``)."""
+    kind = (_env("DAGSTER_BRANCH_PR_SOURCE") or "git").lower()
+    if kind == "github":
+        from dagster_branch import GitHubPullRequests
+
+        repository = _env("GITHUB_REPOSITORY") or _env("DAGSTER_CLOUD_GIT_REPO")
+        if repository is None:
+            raise DagsterBranchConfigError(
+                "GITHUB_REPOSITORY is not set: set it to 'owner/repo' for the github source."
+            )
+        return GitHubPullRequests(repository=repository, token=dg.EnvVar("GITHUB_TOKEN"))
+    if kind == "gitlab":
+        from dagster_branch import GitLabMergeRequests
+
+        project = _required("CI_PROJECT_ID", "set it to the project id or path for gitlab.")
+        return GitLabMergeRequests(project=project, token=dg.EnvVar("GITLAB_TOKEN"))
+    if kind == "dagster_plus":
+        from dagster_branch import DagsterPlusBranchDeployments
+
+        organization = _required(
+            "DAGSTER_CLOUD_ORGANIZATION", "set it to your organization for dagster_plus."
+        )
+        return DagsterPlusBranchDeployments(
+            organization=organization, api_token=dg.EnvVar("DAGSTER_CLOUD_API_TOKEN")
+        )
+    if kind == "git":
+        from dagster_branch import GitRemoteBranches
+
+        # Default: the checkout this project lives in (its local branches), which needs no
+        # network; set DAGSTER_BRANCH_GIT_REMOTE to a URL for the shared remote.
+        remote = _env("DAGSTER_BRANCH_GIT_REMOTE") or str(Path(__file__).resolve().parent.parent)
+        return GitRemoteBranches(remote=remote)
+    raise DagsterBranchConfigError.for_variable(
+        "DAGSTER_BRANCH_PR_SOURCE", kind, "one of " + ", ".join(PR_SOURCES)
+    )
+
+
+def grace_period() -> timedelta:
+    """How long the sensor waits after a PR closes: ``DAGSTER_BRANCH_GRACE_MINUTES`` (10)."""
+    text = _env("DAGSTER_BRANCH_GRACE_MINUTES") or "10"
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if minutes < 0:
+        raise DagsterBranchConfigError.for_variable(
+            "DAGSTER_BRANCH_GRACE_MINUTES", text, "a number of minutes, 0 or more"
+        )
+    return timedelta(minutes=minutes)
