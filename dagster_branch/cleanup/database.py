@@ -145,9 +145,11 @@ def ownership_problem(resource: BranchDatabaseResource, obj: OwnedObject) -> str
 def _protection(resource: BranchDatabaseResource, schema: str) -> str | None:
     from dagster_branch.resources.database import SYSTEM_SCHEMAS
 
+    if reason := resource.protection_of(schema):
+        return reason
     if schema.casefold() in SYSTEM_SCHEMAS and schema != resource.branch_schema:
         return "a system schema"
-    return resource.protection_of(schema)
+    return None
 
 
 # -- removal ------------------------------------------------------------------------------------
@@ -190,16 +192,21 @@ def remove_objects(
 
 
 def _existing_tables(engine: sa.Engine, tables: list[OwnedObject]) -> dict[str, set[str]]:
-    """Existing table names per container: one query per schema, not one per table."""
-    containers = {t.container for t in tables if t.container is not None}
+    """Existing table names per container: one query per schema, not one per table.
+
+    A schema that cannot be listed is left out; its tables then report their own errors.
+    """
+    containers = sorted({t.container for t in tables if t.container is not None})
     found: dict[str, set[str]] = {}
-    with engine.connect() as conn:
-        inspector = sa.inspect(conn)
-        for container in sorted(containers):
-            try:
+    if not containers:
+        return found
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            for container in containers:
                 found[container] = set(inspector.get_table_names(schema=container))
-            except sa.exc.SQLAlchemyError:
-                found[container] = set()  # reported per table when its drop fails
+    except sa.exc.SQLAlchemyError:
+        pass
     return found
 
 
