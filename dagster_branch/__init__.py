@@ -4,6 +4,7 @@ from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
 from dagster_branch.context import DeploymentContext, DeploymentKind
 from dagster_branch.decision import Decision, DecisionKind, decide_all, should_clean
+from dagster_branch.definitions import branch_cleanup_definitions
 from dagster_branch.errors import (
     CleanupError,
     CleanupIncompleteError,
@@ -73,6 +74,7 @@ __all__ = [
     "TableLocation",
     "UnexpectedResponseError",
     "__version__",
+    "branch_cleanup_definitions",
     "build_branch_cleanup_job",
     "build_branch_cleanup_schedule",
     "build_branch_cleanup_sensor",

@@ -151,11 +151,11 @@ def evaluate_namespaces(
         DagsterBranchError: a store could not list its namespaces.
         SourceError: the source could not answer.
     """
-    current = now or datetime.now(timezone.utc)
     live = _live_namespaces(stores)
     if not live:
         return Evaluation(live=live, answer=SourceAnswer(states={}, cursor=cursor), decisions={})
     answer = source.states_of(live, cursor=cursor, deadline=deadline)
+    current = now or datetime.now(timezone.utc)  # after the answer: sources stamp what they see
     activity: dict[Namespace, datetime] = {}
     if stale_after is not None:
         candidates = {

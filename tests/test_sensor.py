@@ -1,0 +1,302 @@
+"""The cleanup sensor, end to end: real stores, API stand-ins, build_sensor_context, cursors."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from pytest_httpserver import HTTPServer
+
+from dagster_branch import (
+    DagsterBranchConfigError,
+    GitHubPullRequests,
+    Namespace,
+    branch_cleanup_definitions,
+)
+from dagster_branch.sensors import CleanupCursor
+from tests.sources.schema_store import ActiveSchemaStore, DuckDBSchemaStore
+from tests.sources.stand_ins import GitHubStandIn, json_response, rate_limited
+
+TOKEN = "ghp_sensorTestToken000"
+NOW = datetime.now(timezone.utc)
+
+
+def pr(number: int) -> Namespace:
+    return Namespace.for_pull_request(number)
+
+
+@pytest.fixture
+def github(httpserver: HTTPServer) -> GitHubStandIn:
+    stand_in = GitHubStandIn(httpserver, token=TOKEN)
+    stand_in.clock = NOW - timedelta(days=3)
+    return stand_in
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> DuckDBSchemaStore:
+    return DuckDBSchemaStore(path=str(tmp_path / "warehouse.duckdb"))
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> DuckDBSchemaStore:
+    return DuckDBSchemaStore(path=str(tmp_path / "lake.duckdb"), base="raw")
+
+
+def definitions(
+    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore, **kwargs: Any
+) -> dg.Definitions:
+    source = GitHubPullRequests(repository=github.repository, token=TOKEN, api_url=github.api_url)
+    return branch_cleanup_definitions(
+        stores={"warehouse": warehouse, "lake": lake}, source=source, **kwargs
+    )
+
+
+@dataclass
+class Tick:
+    run_requests: list[dg.RunRequest]
+    skip_reason: str
+    cursor: str | None
+
+
+def tick(defs: dg.Definitions, cursor: str | None = None) -> Tick:
+    """One evaluation of the sensor, as the daemon runs it, with the Definitions' resources."""
+    (sensor,) = defs.sensors or []
+    assert isinstance(sensor, dg.SensorDefinition)
+    context = dg.build_sensor_context(cursor=cursor, resources=defs.resources, definitions=defs)
+    data = sensor.evaluate_tick(context)
+    return Tick(list(data.run_requests or []), data.skip_message or "", data.cursor)
+
+
+def keys(result: Tick) -> list[str]:
+    return [request.run_key or "" for request in result.run_requests]
+
+
+def namespaces(result: Tick) -> list[str]:
+    return [request.tags["dagster-branch/namespace"] for request in result.run_requests]
+
+
+def test_a_merged_pull_request_gets_one_cleanup_run(
+    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+) -> None:
+    for number in (1, 2, 3):
+        github.add(number)
+    merged_at = NOW - timedelta(hours=2)
+    github.close(1, merged=True, at=merged_at)
+    github.close(3, at=NOW - timedelta(minutes=2))  # still within the grace period
+    warehouse.create(pr(1), pr(2))
+    lake.create(pr(1), pr(3))
+    defs = definitions(github, warehouse, lake)
+
+    result = tick(defs)
+
+    (request,) = result.run_requests
+    assert request.run_key == f"cleanup:pr_1:{merged_at.replace(microsecond=0).isoformat()}"
+    assert request.run_config == {"ops": {"plan": {"config": {"namespace": "pr_1"}}}}
+    assert request.tags.items() >= {
+        "dagster-branch/namespace": "pr_1",
+        "dagster-branch/pull-request": "1",
+        "dagster-branch/state": "merged",
+    }.items()
+    cursor = CleanupCursor.model_validate_json(result.cursor or "")
+    assert cursor.requested == {"pr_1": request.run_key}
+
+    # The next tick: nothing changed, one 304, no duplicate request, a reason that says why.
+    github.server.clear_log()
+    again = tick(defs, result.cursor)
+    assert not again.run_requests
+    assert len(github.api_requests()) == 1 and github.server.log[0][1].status_code == 304
+    assert "1 cleanup(s) already requested" in again.skip_reason
+    assert "pr_3: pull request #3 was closed 2 minutes ago" in again.skip_reason
+
+
+def test_a_reopened_pull_request_is_not_cleaned_and_a_new_close_is(
+    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+) -> None:
+    github.add(5)
+    github.close(5, at=NOW - timedelta(hours=1))
+    warehouse.create(pr(5))
+    defs = definitions(github, warehouse, lake)
+    first = tick(defs)
+    assert len(first.run_requests) == 1
+
+    github.reopen(5, at=NOW - timedelta(minutes=30))
+    reopened = tick(defs, first.cursor)
+    assert not reopened.run_requests
+    assert "pr_5: pull request #5 is open" in reopened.skip_reason
+    assert CleanupCursor.model_validate_json(reopened.cursor or "").requested == {}
+
+    closed_again = NOW - timedelta(minutes=20)
+    github.close(5, at=closed_again)
+    second = tick(defs, reopened.cursor)
+    assert keys(second) == [f"cleanup:pr_5:{closed_again.replace(microsecond=0).isoformat()}"]
+    assert keys(second) != keys(first)
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (rate_limited(reset_in=900), "rate limit reached"),
+        (json_response({"message": "Server Error"}, status=502), "HTTP 502"),
+        (None, "not valid JSON"),
+    ],
+    ids=["rate-limit", "server-error", "malformed-json"],
+)
+def test_source_failures_skip_the_tick_and_keep_the_cursor(
+    github: GitHubStandIn,
+    warehouse: DuckDBSchemaStore,
+    lake: DuckDBSchemaStore,
+    fault: Any,
+    expected: str,
+) -> None:
+    from werkzeug import Response
+
+    github.add(1)
+    github.close(1, at=NOW - timedelta(hours=1))
+    github.add(2)
+    warehouse.create(pr(1), pr(2))
+    defs = definitions(github, warehouse, lake)
+    first = tick(defs)
+    github.close(2, at=NOW - timedelta(hours=1))  # a change, so the next tick reads a body
+
+    github.fail_with(fault or Response(b'[{"number": 2, "sta', content_type="application/json"))
+    failed = tick(defs, first.cursor)
+
+    assert not failed.run_requests
+    assert expected in failed.skip_reason
+    assert "nothing is cleaned now" in failed.skip_reason
+    assert failed.cursor == first.cursor, "a failed tick changes nothing"
+    assert TOKEN not in failed.skip_reason
+
+    recovered = tick(defs, failed.cursor)
+    assert namespaces(recovered) == ["pr_2"]
+
+
+def test_at_most_max_runs_per_tick_and_the_rest_on_later_ticks(
+    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+) -> None:
+    for number in range(1, 6):
+        github.add(number)
+        github.close(number, at=NOW - timedelta(hours=10 - number))
+        warehouse.create(pr(number))
+    defs = definitions(github, warehouse, lake, max_runs_per_tick=2)
+
+    seen: list[str] = []
+    cursor = None
+    for _ in range(4):
+        result = tick(defs, cursor)
+        assert len(result.run_requests) <= 2
+        seen += namespaces(result)
+        cursor = result.cursor
+    assert seen == ["pr_1", "pr_2", "pr_3", "pr_4", "pr_5"], "oldest closed first, none twice"
+
+
+def test_stale_namespaces_only_when_stale_after_is_set(
+    github: GitHubStandIn, tmp_path: Path, lake: DuckDBSchemaStore
+) -> None:
+    github.add(7, at=NOW - timedelta(days=40))
+    github.add(8, at=NOW - timedelta(days=1))
+    idle_dev, busy_dev = Namespace.for_developer("ada"), Namespace.for_developer("bob")
+    warehouse = ActiveSchemaStore(
+        path=str(tmp_path / "w.duckdb"),
+        written_at={
+            idle_dev.key: (NOW - timedelta(days=60)).timestamp(),
+            busy_dev.key: (NOW - timedelta(hours=1)).timestamp(),
+        },
+    )
+    warehouse.create(pr(7), pr(8), idle_dev, busy_dev)
+
+    without = tick(definitions(github, warehouse, lake))
+    assert not without.run_requests
+
+    stale = tick(definitions(github, warehouse, lake, stale_after=timedelta(days=30)))
+    by_namespace = {r.tags["dagster-branch/namespace"]: r for r in stale.run_requests}
+    assert sorted(by_namespace) == [idle_dev.key, "pr_7"]
+    for request in by_namespace.values():
+        assert request.tags["dagster-branch/state"] == "stale"
+        assert request.run_config["ops"]["plan"]["config"]["require_closed"] is False
+
+
+def test_an_unreadable_cursor_resets_safely(
+    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+) -> None:
+    github.add(1)
+    github.close(1, merged=True, at=NOW - timedelta(hours=1))
+    warehouse.create(pr(1))
+    defs = definitions(github, warehouse, lake)
+    for broken in ("{not json", json.dumps({"version": 7}), json.dumps({"source": 12})):
+        result = tick(defs, broken)
+        assert keys(result) == keys(tick(defs)), "same decision as a first tick"
+        CleanupCursor.model_validate_json(result.cursor or "")
+
+
+def test_no_live_namespace_says_so(
+    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+) -> None:
+    warehouse.create()
+    result = tick(definitions(github, warehouse, lake))
+    assert "No branch namespace owns objects in warehouse, lake" in result.skip_reason
+    assert github.api_requests() == [], "no namespace, no question to the Git host"
+
+
+def test_a_short_time_budget_answers_what_it_can_and_continues_next_tick(
+    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+) -> None:
+    for number in range(1, 301):
+        github.add(number)
+    for number in (1, 2):
+        github.close(number, at=github.clock + timedelta(minutes=number))
+    github.clock += timedelta(minutes=5)
+    for number in range(3, 301):
+        github.touch(number)  # pulls 1 and 2 end up on the last page
+    warehouse.create(*(pr(n) for n in range(1, 301)))
+    defs = definitions(github, warehouse, lake, time_budget_seconds=0)
+
+    first = tick(defs)
+    assert not first.run_requests
+    assert "not looked up yet" in first.skip_reason
+    assert len(github.api_requests()) == 1, "out of time after the first page"
+
+    defs = definitions(github, warehouse, lake)
+    second = tick(defs, first.cursor)
+    assert sorted(namespaces(second)) == ["pr_1", "pr_2"]
+
+
+def test_steady_state_with_500_live_namespaces_costs_at_most_one_request(
+    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+) -> None:
+    for number in range(1, 1001):
+        github.add(number)
+    warehouse.create(*(pr(n) for n in range(1, 501)))
+    lake.create(*(pr(n) for n in range(250, 501)))
+    defs = definitions(github, warehouse, lake)
+    first = tick(defs)
+    assert "500 live namespace(s)" in first.skip_reason
+
+    github.server.clear_log()
+    started = time.perf_counter()
+    second = tick(defs, first.cursor)
+    elapsed = time.perf_counter() - started
+
+    assert len(github.server.log) <= 1
+    assert [response.status_code for _, response in github.server.log] == [304]
+    assert not second.run_requests
+    assert "500 active" in second.skip_reason
+    assert elapsed < 5, f"a steady-state tick took {elapsed:.2f}s"
+
+
+def test_wrong_resources_are_clear_config_errors(
+    github: GitHubStandIn, warehouse: DuckDBSchemaStore
+) -> None:
+    source = GitHubPullRequests(repository=github.repository, token=TOKEN, api_url=github.api_url)
+    with pytest.raises(DagsterBranchConfigError, match="not a branch-aware store"):
+        branch_cleanup_definitions(stores={"warehouse": source}, source=source)
+    with pytest.raises(DagsterBranchConfigError, match="not a pull request source"):
+        branch_cleanup_definitions(stores={"warehouse": warehouse}, source=warehouse)
+    with pytest.raises(DagsterBranchConfigError, match="its own key"):
+        branch_cleanup_definitions(stores={"pull_requests": warehouse}, source=source)
