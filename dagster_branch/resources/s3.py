@@ -1,0 +1,503 @@
+"""A dagster-aws ``S3Resource`` that writes each branch deployment into its own prefix or bucket.
+
+Every credential and endpoint option of :class:`dagster_aws.s3.S3Resource` (region, profile,
+endpoint URL, access keys, session token, ``max_attempts``, SSL) works unchanged: this class
+extends it with the routing of :class:`~dagster_branch.resources.s3_layout.S3Layout`, a write
+guard on the client it hands out, ownership records, and the inventory the cleanup uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+from dagster import InitResourceContext
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+
+from dagster_branch.cleanup.s3_batches import error_code
+from dagster_branch.cleanup.s3_expire import merge_lifecycle_rules, safety_net_rules
+from dagster_branch.context import DeploymentContext
+from dagster_branch.errors import (
+    DagsterBranchConfigError,
+    DagsterBranchError,
+    NamespaceViolationError,
+)
+from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.ledger import Ledger, LedgerEntry
+from dagster_branch.naming import Namespace
+from dagster_branch.resources.s3_layout import S3Layout, write_targets
+
+if TYPE_CHECKING:
+    from botocore.model import OperationModel
+
+__all__ = ["BranchS3Resource"]
+
+BACKEND = "s3"
+TAG_NAMESPACE = "dagster-branch/namespace"
+TAG_PULL_REQUEST = "dagster-branch/pull-request"
+TAG_REPOSITORY = "dagster-branch/repository"
+_TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]", re.ASCII)
+# One lock for every instance: namespaces are ensured once per run, so contention is nil, and a
+# module lock survives the copies Dagster makes of resources (a lock attribute would not).
+_ENSURE_LOCK = threading.Lock()
+
+
+class BranchS3Resource(S3Resource):
+    """S3 for assets, routed per deployment: production, each branch, and local development
+    each write to their own place, and the cleanup later finds exactly what a branch wrote.
+
+    Production writes to ``s3://<bucket>/<prefix>/…``. With ``strategy="prefix"`` a branch for
+    PR 42 writes to ``s3://<branch_bucket or bucket>/_branches/pr_42/<prefix>/…``; with
+    ``strategy="bucket"`` to its own bucket ``<bucket>--pr-42``, created and tagged on first
+    write. A separate ``branch_bucket`` is the recommended setup: branch credentials then need no
+    rights on the production bucket at all.
+
+    The client from :meth:`get_client` refuses, with :class:`NamespaceViolationError`, any write
+    outside the deployment's own corner, and ensures the namespace before its first write.
+
+    Example::
+
+        from dagster import Definitions, EnvVar, asset
+
+        @asset
+        def export(lake: BranchS3Resource) -> None:
+            lake.get_client().put_object(
+                Bucket=lake.bucket_name, Key=lake.key("exports/orders.csv"), Body=b"id\\n1\\n"
+            )
+
+        defs = Definitions(
+            assets=[export],
+            resources={"lake": BranchS3Resource(
+                bucket="acme-data", prefix="lake", branch_bucket="acme-branches",
+                ledger_url=EnvVar("WAREHOUSE_URL"))},
+        )
+    """
+
+    bucket: str = Field(description="The production bucket.")
+    prefix: str = Field(
+        default="",
+        description="The production folder inside bucket, e.g. 'lake'. Required when branches "
+        "share the production bucket (strategy='prefix' without branch_bucket).",
+    )
+    strategy: Literal["prefix", "bucket"] = Field(
+        default="prefix",
+        description="'prefix': branches write under <branch_root>/<namespace>/<prefix>/ in "
+        "branch_bucket (or bucket). 'bucket': each namespace gets its own bucket, named from "
+        "bucket, created on first use.",
+    )
+    branch_root: str = Field(
+        default="_branches",
+        description="Folder holding every namespace under strategy='prefix'.",
+    )
+    branch_bucket: str | None = Field(
+        default=None,
+        description="A separate bucket for all branches under strategy='prefix' (recommended: "
+        "branch credentials then need no rights on the production bucket).",
+    )
+    bucket_tags: dict[str, str] = Field(
+        default={},
+        description="Extra tags put on namespace buckets created under strategy='bucket', "
+        "beside the dagster-branch/namespace, pull-request and repository tags.",
+    )
+    expire_after_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="strategy='bucket' only: a lifecycle rule on each namespace bucket expires "
+        "its objects after this many days, a safety net should a cleanup never run.",
+    )
+    ledger_url: str | None = Field(
+        default=None,
+        repr=False,
+        description="SQLAlchemy URL of the ownership ledger (usually the warehouse's). Pass it "
+        "as EnvVar: it may hold a password. Without it, ownership is marked by an object "
+        "'.dagster-branch.json' in the namespace's prefix or bucket.",
+    )
+    ledger_schema: str | None = Field(
+        default="dagster_branch",
+        description="Schema of the ledger table dagster_branch_objects (None: default schema).",
+    )
+    store_key: str = Field(
+        default="lake",
+        description="The resource key this resource is bound to, recorded in the ledger.",
+    )
+    cleanup_strategy: Literal["delete", "expire"] = Field(
+        default="delete",
+        description="How the cleanup removes a namespace: 'delete' lists and deletes now; "
+        "'expire' puts a lifecycle rule so that S3 deletes it within about a day.",
+    )
+    cleanup_workers: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="DeleteObjects requests in flight at once during a cleanup.",
+    )
+    retry_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Attempts per cleanup request (and per throttled key) before giving up, on "
+        "top of botocore's own retries (max_attempts).",
+    )
+    retry_base_delay_seconds: float = Field(
+        default=0.2,
+        ge=0,
+        description="First backoff delay of cleanup retries; doubled each attempt, with jitter.",
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="AWS secret access key to use when creating the boto3 session.",
+    )
+    aws_session_token: str | None = Field(
+        default=None,
+        repr=False,
+        description="AWS session token to use when creating the boto3 session.",
+    )
+
+    _deployment: DeploymentContext | None = PrivateAttr(default=None)
+    _run_id: str | None = PrivateAttr(default=None)
+    _client: Any = PrivateAttr(default=None)
+    _cleanup_client: Any = PrivateAttr(default=None)
+    _ensured: tuple[str, str] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def _is_dagster_maintained(cls) -> bool:
+        return False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Resolve the deployment and check the configuration before any step runs."""
+        self._deployment = DeploymentContext.from_env()
+        self._run_id = context.run.run_id if context.run is not None else None
+        self.layout()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Close the clients created during the run."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the clients' connection pools; new ones are made if the resource is used again."""
+        for client in (self._client, self._cleanup_client):
+            if client is not None:
+                client.close()
+        self._client = self._cleanup_client = None
+
+    def get_object_to_set_on_execution_context(self) -> Any:
+        """Ops using ``context.resources.<key>`` get the resource (routing included), not a
+        bare client."""
+        return self
+
+    # -- routing --------------------------------------------------------------------------------
+
+    @property
+    def deployment(self) -> DeploymentContext:
+        """The deployment this resource routes for (read from the environment once)."""
+        if self._deployment is None:
+            self._deployment = DeploymentContext.from_env()
+        return self._deployment
+
+    @property
+    def namespace(self) -> Namespace | None:
+        """This deployment's namespace; ``None`` in production."""
+        return self.deployment.namespace
+
+    def layout(self) -> S3Layout:
+        """The validated routing rules.
+
+        Raises:
+            DagsterBranchConfigError: branch keys could share a prefix with production keys.
+        """
+        layout = S3Layout(
+            bucket=self.bucket,
+            prefix=self.prefix,
+            strategy=self.strategy,
+            branch_root=self.branch_root,
+            branch_bucket=self.branch_bucket,
+        )
+        layout.validate()
+        if self.expire_after_days is not None and self.strategy != "bucket":
+            raise DagsterBranchConfigError(
+                "expire_after_days is set with strategy='prefix': a lifecycle rule there would "
+                "cover the shared bucket. Unset it, or use strategy='bucket'."
+            )
+        return layout
+
+    @property
+    def bucket_name(self) -> str:
+        """The bucket this deployment writes to."""
+        return self.layout().bucket_for(self.namespace)
+
+    def key(self, path: str) -> str:
+        """The key of relative ``path`` for this deployment: ``lake/orders.csv`` in production,
+        ``_branches/pr_42/lake/orders.csv`` in the branch of PR 42."""
+        return self.layout().key_for(self.namespace, path)
+
+    def uri(self, path: str) -> str:
+        """``s3://<bucket_name>/<key(path)>``."""
+        return f"s3://{self.bucket_name}/{self.key(path)}"
+
+    @property
+    def production_bucket(self) -> str:
+        """The production bucket (for reads of data a branch did not build)."""
+        return self.bucket
+
+    def production_key(self, path: str) -> str:
+        """The key of ``path`` in production, whatever this deployment is (for reads)."""
+        return self.layout().key_for(None, path)
+
+    def production_uri(self, path: str) -> str:
+        """``s3://<bucket>/<production_key(path)>``."""
+        return f"s3://{self.bucket}/{self.production_key(path)}"
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def get_client(self) -> Any:
+        """A boto3 S3 client (created once) that refuses writes outside this deployment's
+        corner and creates the namespace before the first write."""
+        if self._client is None:
+            client = super().get_client()
+            client.meta.events.register("before-parameter-build.s3", self._guard_write)
+            self._client = client
+        return self._client
+
+    def get_cleanup_client(self) -> Any:
+        """A client without the write guard, for ``ensure_namespace``, inventory and cleanup."""
+        if self._cleanup_client is None:
+            self._cleanup_client = super().get_client()
+        return self._cleanup_client
+
+    def _guard_write(self, params: dict[str, Any], model: OperationModel, **_: Any) -> None:
+        targets = list(write_targets(model.name, params))
+        if not targets:
+            return
+        layout, namespace = self.layout(), self.namespace
+        for bucket, key in targets:
+            problem = layout.write_problem(namespace, bucket, key)
+            if problem is not None:
+                who = f"namespace {namespace}" if namespace else "the production deployment"
+                raise NamespaceViolationError(
+                    f"Refused {model.name} for {who}: {problem}. Build keys with "
+                    f"{type(self).__name__}.key(path) and write to .bucket_name."
+                )
+        if namespace is not None:
+            self.ensure_namespace()
+
+    # -- ownership ------------------------------------------------------------------------------
+
+    def ensure_namespace(self) -> None:
+        """Create and record this deployment's namespace; idempotent and cheap to repeat.
+
+        Production: nothing to do. Bucket strategy: creates the namespace bucket if missing,
+        with its lifecycle safety net and tags (one ``GetBucketTagging`` when it exists).
+        Then records ownership in the ledger (``ledger_url``) or, without one, puts the marker
+        object ``.dagster-branch.json`` at the namespace's root. Called automatically before
+        the first write through :meth:`get_client` or the IO manager.
+        """
+        namespace = self.namespace
+        if namespace is None:
+            return
+        layout = self.layout()
+        root = layout.namespace_root(namespace)
+        with _ENSURE_LOCK:
+            if self._ensured == root:
+                return
+            bucket, prefix = root
+            try:
+                if self.strategy == "bucket":
+                    self._ensure_bucket(bucket, namespace)
+                if self.ledger_url:
+                    self._record(namespace, bucket, prefix)
+                else:
+                    self._put_marker(namespace, bucket, layout.marker_key(namespace))
+            except (ClientError, BotoCoreError) as exc:
+                raise DagsterBranchError(
+                    f"Could not set up namespace {namespace} in s3://{bucket}/{prefix}: "
+                    f"{error_code(exc)}. Check that this deployment's credentials may write "
+                    "there (and create buckets, under strategy='bucket')."
+                ) from exc
+            self._ensured = root
+
+    def bucket_tags_for(self, namespace: Namespace) -> dict[str, str]:
+        """The tags of a namespace bucket: the user's ``bucket_tags`` plus ours."""
+        d = self.deployment
+        ours = {
+            TAG_NAMESPACE: namespace.key,
+            TAG_PULL_REQUEST: namespace.pull_request_id or d.pull_request_id or "",
+            TAG_REPOSITORY: d.git_repo or "",
+        }
+        tags = {**self.bucket_tags, **ours}
+        return {_tag_text(k, 128): _tag_text(v, 256) for k, v in tags.items() if v}
+
+    def _ensure_bucket(self, bucket: str, namespace: Namespace) -> None:
+        client = self.get_cleanup_client()
+        try:
+            tags = client.get_bucket_tagging(Bucket=bucket).get("TagSet", [])
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "NoSuchBucket":
+                self._create_bucket(client, bucket)
+                tags = []
+            elif code == "NoSuchTagSet":
+                tags = []
+            else:
+                raise
+        if any(t.get("Key") == TAG_NAMESPACE for t in tags):
+            return  # tagged last, so a tagged bucket is fully set up
+        if self.expire_after_days is not None:
+            merge_lifecycle_rules(client, bucket, safety_net_rules(self.expire_after_days))
+        merged = {t["Key"]: t.get("Value", "") for t in tags} | self.bucket_tags_for(namespace)
+        client.put_bucket_tagging(
+            Bucket=bucket,
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(merged.items())]},
+        )
+
+    def _create_bucket(self, client: Any, bucket: str) -> None:
+        region = client.meta.region_name
+        params: dict[str, Any] = {"Bucket": bucket}
+        if region and region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            client.create_bucket(**params)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "BucketAlreadyExists":
+                raise DagsterBranchConfigError(
+                    f"Bucket {bucket!r} belongs to another AWS account (bucket names are "
+                    "global): change bucket, the base of namespace bucket names, or use "
+                    "strategy='prefix'."
+                ) from exc
+            if code != "BucketAlreadyOwnedByYou":
+                raise
+
+    def _record(self, namespace: Namespace, bucket: str, prefix: str) -> None:
+        d = self.deployment
+        kind, name, container = (
+            (ObjectKind.PREFIX, prefix, bucket) if prefix else (ObjectKind.BUCKET, bucket, None)
+        )
+        with self.open_ledger() as ledger:
+            ledger.record(
+                LedgerEntry(
+                    namespace=namespace,
+                    store=self.store_key,
+                    backend=BACKEND,
+                    kind=kind,
+                    name=name,
+                    container=container,
+                    pull_request_id=d.pull_request_id,
+                    branch=d.git_branch,
+                    deployment_name=d.deployment_name,
+                    run_id=self._run_id,
+                    git_sha=d.git_sha,
+                )
+            )
+
+    def _put_marker(self, namespace: Namespace, bucket: str, key: str) -> None:
+        client = self.get_cleanup_client()
+        try:
+            client.head_object(Bucket=bucket, Key=key)
+            return
+        except ClientError as exc:
+            if error_code(exc) not in {"404", "NoSuchKey", "NotFound"}:
+                raise
+        d = self.deployment
+        body = {
+            "namespace": namespace.key,
+            "store": self.store_key,
+            "pull_request_id": d.pull_request_id,
+            "branch": d.git_branch,
+            "repository": d.git_repo,
+            "deployment_name": d.deployment_name,
+            "git_sha": d.git_sha,
+            "run_id": self._run_id,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
+        client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(body, indent=2).encode(),
+            ContentType="application/json",
+        )
+
+    def open_ledger(self) -> _LedgerSession:
+        """A context manager giving the ledger (``ledger_url`` must be set); closed on exit."""
+        if not self.ledger_url:
+            raise DagsterBranchConfigError(f"{self.store_key}: ledger_url is not set.")
+        return _LedgerSession(self.ledger_url, self.ledger_schema)
+
+    # -- BranchStore ----------------------------------------------------------------------------
+
+    def list_namespaces(self) -> set[Namespace]:
+        """Every namespace owning objects here: ledger rows, plus bucket names or key prefixes
+        that parse back to a namespace (paginated listings, never every key)."""
+        from dagster_branch.cleanup.s3_inventory import list_namespaces
+
+        return list_namespaces(self)
+
+    def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
+        """The prefix or bucket ``namespace`` owns here (ledger and discovery, deduplicated)."""
+        from dagster_branch.cleanup.s3_inventory import objects_of
+
+        return objects_of(self, namespace)
+
+    def ownership_problem(self, obj: OwnedObject) -> str | None:
+        """Why ``obj`` must not be removed by a cleanup of ``obj.namespace``, else ``None``."""
+        from dagster_branch.cleanup.s3_inventory import ownership_problem
+
+        return ownership_problem(self, obj)
+
+    def remove_objects(
+        self, objects: Sequence[OwnedObject], *, dry_run: bool, log: logging.Logger
+    ) -> list[RemovalResult]:
+        """Purge (or expire) each prefix or bucket separately; never raises per object."""
+        from dagster_branch.cleanup.s3 import remove_objects
+
+        return remove_objects(self, objects, dry_run=dry_run, log=log)
+
+    def mark_removed(self, objects: Sequence[OwnedObject], *, log: logging.Logger) -> None:
+        """Mark ``objects`` dropped in the ledger, if one is configured; logs, never raises."""
+        if not self.ledger_url or not objects:
+            return
+        entries = [
+            LedgerEntry(
+                namespace=o.namespace,
+                store=self.store_key,
+                backend=o.backend,
+                kind=o.kind,
+                name=o.name,
+                container=o.container,
+            )
+            for o in objects
+        ]
+        try:
+            with self.open_ledger() as ledger:
+                ledger.mark_dropped(entries)
+        except DagsterBranchError as exc:
+            log.error(f"Removed, but could not mark dropped in the ledger: {exc}")
+
+
+class _LedgerSession:
+    """``with resource.open_ledger() as ledger:``: a ledger with its own engine, disposed after."""
+
+    def __init__(self, url: str, control_schema: str | None) -> None:
+        self._url, self._schema = url, control_schema
+        self._ledger: Ledger | None = None
+
+    def __enter__(self) -> Ledger:
+        self._ledger = Ledger.from_url(self._url, control_schema=self._schema)
+        return self._ledger
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+
+def _tag_text(value: str, limit: int) -> str:
+    """S3 tags allow letters, digits, spaces and ``+ - = . _ : / @``, within a length limit."""
+    return _TAG_UNSAFE.sub("_", value)[:limit]
