@@ -214,12 +214,14 @@ def classify_s3_request(method: str, target: str) -> str:
         return "DeleteObjects"
     if method == "DELETE":
         return "DeleteObject"
+    if method == "GET" and "uploads" in params:
+        return "ListMultipartUploads"
+    if method == "GET" and "versioning" in params:
+        return "GetBucketVersioning"
     if method == "GET" and "versions" in params:
         return "ListObjectVersions"
     if method == "GET" and ("list-type" in params or "prefix" in params):
         return "ListObjects"
-    if method == "GET" and "uploads" in params:
-        return "ListMultipartUploads"
     return f"{method} other"
 
 
