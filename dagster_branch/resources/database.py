@@ -182,6 +182,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
     _cleanup_engine: sa.Engine | None = PrivateAttr(default=None)
     _ensured: bool = PrivateAttr(default=False)
     _recorded: set[str] = PrivateAttr(default_factory=set)
+    _ledgers: dict[int, Ledger] = PrivateAttr(default_factory=dict)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -201,6 +202,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
             if engine is not None:
                 engine.dispose()
         self._engine = self._cleanup_engine = None
+        self._ledgers.clear()
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -427,7 +429,12 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         """The ownership ledger on ``engine`` (default: this deployment's), or ``None``."""
         if self.control_schema is None:
             return None
-        return Ledger(engine or self.get_engine(), control_schema=self.control_schema)
+        engine = engine or self.get_engine()
+        # One Ledger per engine: it remembers that its table exists, saving catalog queries.
+        ledger = self._ledgers.get(id(engine))
+        if ledger is None or ledger.engine is not engine:
+            ledger = self._ledgers[id(engine)] = Ledger(engine, control_schema=self.control_schema)
+        return ledger
 
     def _record(self, kind: ObjectKind, name: str, *, container: str | None = None) -> None:
         r = self.routing()
