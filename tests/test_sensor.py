@@ -11,16 +11,18 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
+from pydantic import Field
 from pytest_httpserver import HTTPServer
 
 from dagster_branch import (
+    BranchDatabaseResource,
     DagsterBranchConfigError,
     GitHubPullRequests,
     Namespace,
     branch_cleanup_definitions,
 )
 from dagster_branch.sensors import CleanupCursor
-from tests.sources.schema_store import ActiveSchemaStore, DuckDBSchemaStore
 from tests.sources.stand_ins import GitHubStandIn, json_response, rate_limited
 
 TOKEN = "ghp_sensorTestToken000"
@@ -38,18 +40,46 @@ def github(httpserver: HTTPServer) -> GitHubStandIn:
     return stand_in
 
 
-@pytest.fixture
-def warehouse(tmp_path: Path) -> DuckDBSchemaStore:
-    return DuckDBSchemaStore(path=str(tmp_path / "warehouse.duckdb"))
+class Warehouse(BranchDatabaseResource):
+    """The real warehouse resource, plus a quick way to make branch schemas for a test."""
+
+    def create(self, *namespaces: Namespace) -> None:
+        """Schemas as branch deployments leave them (found by discovery), in one transaction."""
+        engine = sa.create_engine(self.url)
+        try:
+            with engine.begin() as conn:
+                for namespace in namespaces:
+                    schema = f"{self.base_schema}__{namespace.key}"
+                    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                    conn.execute(sa.text(f'CREATE TABLE "{schema}".orders AS SELECT 1 AS id'))
+        finally:
+            engine.dispose()
+
+
+class ActiveWarehouse(Warehouse):
+    """A warehouse that also reports when each namespace was last written (for stale_after)."""
+
+    written_at: dict[str, float] = Field(
+        default_factory=dict, description="Last write per namespace key, in Unix seconds."
+    )
+
+    def last_activity_of(self, namespace: Namespace) -> datetime | None:
+        stamp = self.written_at.get(namespace.key)
+        return datetime.fromtimestamp(stamp, tz=timezone.utc) if stamp is not None else None
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> DuckDBSchemaStore:
-    return DuckDBSchemaStore(path=str(tmp_path / "lake.duckdb"), base="raw")
+def warehouse(tmp_path: Path) -> Warehouse:
+    return Warehouse(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}", base_schema="analytics")
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Warehouse:
+    return Warehouse(url=f"duckdb:///{tmp_path / 'lake.duckdb'}", base_schema="raw")
 
 
 def definitions(
-    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore, **kwargs: Any
+    github: GitHubStandIn, warehouse: Warehouse, lake: Warehouse, **kwargs: Any
 ) -> dg.Definitions:
     source = GitHubPullRequests(repository=github.repository, token=TOKEN, api_url=github.api_url)
     return branch_cleanup_definitions(
@@ -68,8 +98,10 @@ def tick(defs: dg.Definitions, cursor: str | None = None) -> Tick:
     """One evaluation of the sensor, as the daemon runs it, with the Definitions' resources."""
     (sensor,) = defs.sensors or []
     assert isinstance(sensor, dg.SensorDefinition)
-    context = dg.build_sensor_context(cursor=cursor, resources=defs.resources, definitions=defs)
-    data = sensor.evaluate_tick(context)
+    with dg.build_sensor_context(
+        cursor=cursor, resources=defs.resources, definitions=defs
+    ) as context:
+        data = sensor.evaluate_tick(context)
     return Tick(list(data.run_requests or []), data.skip_message or "", data.cursor)
 
 
@@ -82,7 +114,7 @@ def namespaces(result: Tick) -> list[str]:
 
 
 def test_a_merged_pull_request_gets_one_cleanup_run(
-    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+    github: GitHubStandIn, warehouse: Warehouse, lake: Warehouse
 ) -> None:
     for number in (1, 2, 3):
         github.add(number)
@@ -117,7 +149,7 @@ def test_a_merged_pull_request_gets_one_cleanup_run(
 
 
 def test_a_reopened_pull_request_is_not_cleaned_and_a_new_close_is(
-    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+    github: GitHubStandIn, warehouse: Warehouse, lake: Warehouse
 ) -> None:
     github.add(5)
     github.close(5, at=NOW - timedelta(hours=1))
@@ -150,8 +182,8 @@ def test_a_reopened_pull_request_is_not_cleaned_and_a_new_close_is(
 )
 def test_source_failures_skip_the_tick_and_keep_the_cursor(
     github: GitHubStandIn,
-    warehouse: DuckDBSchemaStore,
-    lake: DuckDBSchemaStore,
+    warehouse: Warehouse,
+    lake: Warehouse,
     fault: Any,
     expected: str,
 ) -> None:
@@ -179,7 +211,7 @@ def test_source_failures_skip_the_tick_and_keep_the_cursor(
 
 
 def test_at_most_max_runs_per_tick_and_the_rest_on_later_ticks(
-    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+    github: GitHubStandIn, warehouse: Warehouse, lake: Warehouse
 ) -> None:
     for number in range(1, 6):
         github.add(number)
@@ -198,13 +230,14 @@ def test_at_most_max_runs_per_tick_and_the_rest_on_later_ticks(
 
 
 def test_stale_namespaces_only_when_stale_after_is_set(
-    github: GitHubStandIn, tmp_path: Path, lake: DuckDBSchemaStore
+    github: GitHubStandIn, tmp_path: Path, lake: Warehouse
 ) -> None:
     github.add(7, at=NOW - timedelta(days=40))
     github.add(8, at=NOW - timedelta(days=1))
     idle_dev, busy_dev = Namespace.for_developer("ada"), Namespace.for_developer("bob")
-    warehouse = ActiveSchemaStore(
-        path=str(tmp_path / "w.duckdb"),
+    warehouse = ActiveWarehouse(
+        url=f"duckdb:///{tmp_path / 'w.duckdb'}",
+        base_schema="analytics",
         written_at={
             idle_dev.key: (NOW - timedelta(days=60)).timestamp(),
             busy_dev.key: (NOW - timedelta(hours=1)).timestamp(),
@@ -224,7 +257,7 @@ def test_stale_namespaces_only_when_stale_after_is_set(
 
 
 def test_an_unreadable_cursor_resets_safely(
-    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+    github: GitHubStandIn, warehouse: Warehouse, lake: Warehouse
 ) -> None:
     github.add(1)
     github.close(1, merged=True, at=NOW - timedelta(hours=1))
@@ -237,7 +270,7 @@ def test_an_unreadable_cursor_resets_safely(
 
 
 def test_no_live_namespace_says_so(
-    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+    github: GitHubStandIn, warehouse: Warehouse, lake: Warehouse
 ) -> None:
     warehouse.create()
     result = tick(definitions(github, warehouse, lake))
@@ -246,7 +279,7 @@ def test_no_live_namespace_says_so(
 
 
 def test_a_short_time_budget_answers_what_it_can_and_continues_next_tick(
-    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+    github: GitHubStandIn, warehouse: Warehouse, lake: Warehouse
 ) -> None:
     for number in range(1, 301):
         github.add(number)
@@ -269,7 +302,7 @@ def test_a_short_time_budget_answers_what_it_can_and_continues_next_tick(
 
 
 def test_steady_state_with_500_live_namespaces_costs_at_most_one_request(
-    github: GitHubStandIn, warehouse: DuckDBSchemaStore, lake: DuckDBSchemaStore
+    github: GitHubStandIn, warehouse: Warehouse, lake: Warehouse
 ) -> None:
     for number in range(1, 1001):
         github.add(number)
@@ -292,7 +325,7 @@ def test_steady_state_with_500_live_namespaces_costs_at_most_one_request(
 
 
 def test_wrong_resources_are_clear_config_errors(
-    github: GitHubStandIn, warehouse: DuckDBSchemaStore
+    github: GitHubStandIn, warehouse: Warehouse
 ) -> None:
     source = GitHubPullRequests(repository=github.repository, token=TOKEN, api_url=github.api_url)
     with pytest.raises(DagsterBranchConfigError, match="not a branch-aware store"):
