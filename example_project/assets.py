@@ -7,8 +7,6 @@ through :class:`~dagster_branch.BranchS3Resource`: ``s3://<bucket>/exports/order
 production, ``s3://<bucket>/_branches/pr_42/exports/orders.csv`` in the branch.
 """
 
-from __future__ import annotations
-
 import csv
 import io
 import random
@@ -21,6 +19,7 @@ Rows = list[dict[str, Any]]
 
 ORDER_COUNT = 120
 CUSTOMER_COUNT = 12
+EXPORT_PATH = "exports/orders.csv"
 
 
 @dg.asset(group_name="shop", kinds={"duckdb"}, description="Customers of the example shop.")
@@ -78,10 +77,14 @@ def orders_export_asset() -> dg.AssetsDefinition:
         writer = csv.DictWriter(buffer, fieldnames=list(orders[0]))
         writer.writeheader()
         writer.writerows(orders)
-        lake = context.resources.lake
-        uri = lake.put_bytes("exports/orders.csv", buffer.getvalue().encode())
-        return dg.MaterializeResult(
-            metadata={"uri": dg.MetadataValue.path(uri), "rows": len(orders)}
+        lake = context.resources.lake  # a BranchS3Resource: keys are routed per deployment
+        lake.get_client().put_object(
+            Bucket=lake.bucket_name,
+            Key=lake.key(EXPORT_PATH),
+            Body=buffer.getvalue().encode(),
+            ContentType="text/csv",
         )
+        uri = dg.MetadataValue.path(lake.uri(EXPORT_PATH))
+        return dg.MaterializeResult(metadata={"uri": uri, "rows": len(orders)})
 
     return orders_export

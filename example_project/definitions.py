@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dagster_branch import (
-    DeploymentContext,
-    build_branch_cleanup_job,
-    build_branch_cleanup_sensor,
-)
-from dagster_branch.io_managers import BranchTableIOManager
+from dagster_branch import BranchTableIOManager, DeploymentContext, branch_cleanup_definitions
 from example_project import resources
 from example_project.assets import customers, orders, orders_export_asset, revenue_by_customer
 
@@ -47,17 +42,14 @@ def build_definitions() -> dg.Definitions:
     )
     if deployment.is_branch_deployment:
         return app
-    store_keys = tuple(key for key in ("warehouse", "lake") if key in bound)
-    cleanup = dg.Definitions(
-        jobs=[build_branch_cleanup_job(store_keys=store_keys, io_manager_key="cleanup_io_manager")],
-        sensors=[
-            build_branch_cleanup_sensor(
-                store_keys=store_keys, grace_period=resources.grace_period()
-            )
-        ],
-        resources={
-            "pull_requests": resources.pull_request_source(),
-            "cleanup_io_manager": dg.FilesystemIOManager(),
-        },
+    stores = {"warehouse": warehouse, **({"lake": lake} if lake is not None else {})}
+    cleanup = branch_cleanup_definitions(
+        stores=stores,
+        source=resources.pull_request_source(),
+        grace_period=resources.grace_period(),
+        # The job passes small Python objects between its ops: pickle them to files, since
+        # this project's default io_manager writes tables.
+        io_manager_key="cleanup_io_manager",
     )
-    return dg.Definitions.merge(app, cleanup)
+    extra = dg.Definitions(resources={"cleanup_io_manager": dg.FilesystemIOManager()})
+    return dg.Definitions.merge(app, cleanup, extra)

@@ -30,8 +30,8 @@ from typing import Any
 
 import dagster as dg
 
+from dagster_branch import BranchDatabaseResource
 from dagster_branch.errors import DagsterBranchConfigError
-from dagster_branch.resources import BranchDatabaseResource
 
 __all__ = [
     "DATA_DIR",
@@ -47,6 +47,7 @@ log = logging.getLogger("example_project")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 BASE_SCHEMA = "analytics"
+LAKE_PREFIX = "shop"
 PR_SOURCES = ("github", "gitlab", "dagster_plus", "git")
 _LAKE_NOTICE = "lake"
 _said: set[str] = set()  # notices already logged by this process
@@ -64,17 +65,19 @@ def _required(name: str, why: str) -> str:
     return value
 
 
-def warehouse() -> BranchDatabaseResource:
-    """The warehouse: ``WAREHOUSE_URL`` (a secret, passed as EnvVar) or the local DuckDB file."""
-    url: Any
+def _warehouse_url() -> Any:
+    """``WAREHOUSE_URL`` as an EnvVar (it may hold a password), else the local DuckDB file."""
     if _env("WAREHOUSE_URL"):
-        url = dg.EnvVar("WAREHOUSE_URL")
-    else:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        url = f"duckdb:///{DATA_DIR / 'warehouse.duckdb'}"
+        return dg.EnvVar("WAREHOUSE_URL")
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    return f"duckdb:///{DATA_DIR / 'warehouse.duckdb'}"
+
+
+def warehouse() -> BranchDatabaseResource:
+    """The warehouse: ``WAREHOUSE_URL`` or the local DuckDB file; schema ``analytics``."""
     branch_url = dg.EnvVar("WAREHOUSE_BRANCH_URL") if _env("WAREHOUSE_BRANCH_URL") else None
     return BranchDatabaseResource(
-        url=url, branch_url=branch_url, base_schema=BASE_SCHEMA, store_key="warehouse"
+        url=_warehouse_url(), branch_url=branch_url, base_schema=BASE_SCHEMA, store_key="warehouse"
     )
 
 
@@ -97,9 +100,12 @@ def lake() -> Any | None:
             "S3-compatible server) to enable them."
         )
         return None
-    from dagster_branch import BranchS3Resource
+    from dagster_branch.resources.s3 import BranchS3Resource
 
-    return BranchS3Resource(bucket=bucket, prefix="shop", store_key="lake")
+    # The ownership ledger lives in the warehouse, next to the warehouse's own records.
+    return BranchS3Resource(
+        bucket=bucket, prefix=LAKE_PREFIX, ledger_url=_warehouse_url(), store_key="lake"
+    )
 
 
 def pull_request_source() -> Any:

@@ -23,6 +23,7 @@ for the run request.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 import time
@@ -77,7 +78,10 @@ def _first_failure(result: dg.ExecuteInProcessResult) -> str:
             data = event.step_failure_data
             if data.user_failure_data is not None and data.user_failure_data.description:
                 return data.user_failure_data.description
-            return data.error.message.strip() if data.error is not None else "unknown error"
+            error = data.error
+            while error is not None and error.cause is not None:
+                error = error.cause  # Dagster wraps the user's exception: show the root
+            return error.message.strip() if error is not None else "unknown error"
     return "the run failed"
 
 
@@ -91,16 +95,30 @@ def _materialize(instance: dg.DagsterInstance) -> int:
     return len(result.get_asset_materialization_events())
 
 
+@contextlib.contextmanager
+def _quiet_dagster_logger() -> Iterator[None]:
+    logger = logging.getLogger("dagster")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _tick(
     instance: dg.DagsterInstance, cursor: str | None
 ) -> tuple[list[dg.RunRequest], str | None, str | None]:
     project = import_example_project()
     defs: dg.Definitions = project.build_definitions()
     sensor = defs.resolve_sensor_def("branch_cleanup_sensor")
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
-    ) as context:
-        # What the sensor daemon does on each tick.
+    with (
+        _quiet_dagster_logger(),
+        dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+        ) as context,
+    ):
+        # What the sensor daemon does on each tick; the demo prints its outcome itself.
         tick = sensor.evaluate_tick(context)
     return list(tick.run_requests or []), tick.cursor, tick.skip_message
 

@@ -1,0 +1,59 @@
+"""`make demo`: the README's first command, run end to end as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster_branch import Namespace
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = Path(sys.executable).with_name("dagster-branch")
+
+
+def _table(output: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """The before/after table: (deployment, store) -> (before, after)."""
+    lines = output.split("What existed before and after the cleanup:", 1)[1].strip().splitlines()
+    rows: dict[tuple[str, str], tuple[str, str]] = {}
+    for line in lines[2:]:
+        if not line.strip():
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        deployment, store, _location, before, after = cells
+        rows[(deployment, store)] = (before, after)
+    return rows
+
+
+def test_demo_plays_the_lifecycle_and_removes_only_the_merged_branch(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AWS_"))}
+    env["HOME"] = str(tmp_path)  # a fresh user: no git or AWS configuration to lean on
+
+    finished = subprocess.run(
+        [str(COMMAND), "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    out = finished.stdout
+    merged = Namespace.for_branch("feature/orders-v2")
+    assert f"the sensor requested branch_cleanup for {merged}" in out
+    rows = _table(out)
+    assert rows == {
+        ("production", "warehouse"): ("3 tables, 144 rows", "3 tables, 144 rows"),
+        ("production", "lake"): ("1 object", "1 object"),
+        ("feature/new-region (open)", "warehouse"): ("3 tables, 144 rows", "3 tables, 144 rows"),
+        ("feature/new-region (open)", "lake"): ("1 object", "1 object"),
+        ("feature/orders-v2 (merged)", "warehouse"): ("3 tables, 144 rows", "removed"),
+        ("feature/orders-v2 (merged)", "lake"): ("1 object", "removed"),
+    }
+    assert "Production and feature/new-region are untouched; feature/orders-v2 is gone." in out
+    seconds = float(re.search(r"Done in ([0-9.]+)s\.", out).group(1))  # type: ignore[union-attr]
+    assert seconds < 60
