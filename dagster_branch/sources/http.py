@@ -26,6 +26,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ class HttpClient:
         self._session.headers.update(headers or {})
         self._session.headers.update(secret_headers or {})
         self.requests_sent = 0
+        self._blocked_until: float | None = None
 
     def __repr__(self) -> str:
         return f"HttpClient(service={self.service!r}, base_url={redact_url(self.base_url)!r})"
@@ -184,6 +186,15 @@ class HttpClient:
                 f"{redact_url(self.base_url)!r}; the request was not sent, so the token stays "
                 "with the configured host."
             )
+        if self._blocked_until is not None and time.time() < self._blocked_until:
+            known = self._blocked_until != math.inf
+            wait = self._blocked_until - time.time() if known else None
+            until = f"until {_reset_time(wait)}" if wait is not None else "(no reset time given)"
+            raise RateLimitedError(
+                f"{self.service} said no requests are left {until}; {urlsplit(url).path} was not "
+                "sent. Nothing is cleaned now; the next tick after the reset asks again.",
+                retry_after=wait,
+            )
         attempts = 1 + (self._retries if idempotent else 0)
         for attempt in range(attempts):
             try:
@@ -233,7 +244,17 @@ class HttpClient:
         )
         log.debug("%s %s -> %s", method, response.path, response.status)
         self._check(response, accept)
+        self._note_quota(response)
         return response
+
+    def _note_quota(self, response: HttpResponse) -> None:
+        """Remember an exhausted quota, so the next request is not sent only to be refused."""
+        headers = response.headers
+        remaining = headers.get("X-RateLimit-Remaining", headers.get("RateLimit-Remaining"))
+        if remaining is not None and remaining.strip() == "0":
+            wait = _retry_after_seconds({"X-RateLimit-Reset": _reset_header(headers)})
+            # No reset time given: send nothing more in this call rather than guess one.
+            self._blocked_until = time.time() + wait if wait is not None else math.inf
 
     # -- status mapping -------------------------------------------------------------------------
 
@@ -321,6 +342,10 @@ def _retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None
     if reset and reset.strip().isdigit():
         return max(0.0, float(reset.strip()) - current)
     return None
+
+
+def _reset_header(headers: Mapping[str, str]) -> str:
+    return headers.get("X-RateLimit-Reset", headers.get("RateLimit-Reset", ""))
 
 
 def _reset_time(retry_after: float) -> str:

@@ -298,3 +298,25 @@ def test_an_unreadable_or_foreign_cursor_starts_afresh(github: GitHubStandIn) ->
 def test_repository_must_be_owner_slash_repo() -> None:
     with pytest.raises(Exception, match="owner/repo"):
         GitHubPullRequests(repository="just-a-name", token=TOKEN)
+
+
+def test_an_exhausted_quota_stops_paging_before_a_refused_request(github: GitHubStandIn) -> None:
+    for number in range(1, 6):
+        github.add(number)
+    reset = int(time.time()) + 300
+    original = github._list
+
+    def last_request_of_the_hour(request):  # type: ignore[no-untyped-def]
+        response = original(request)
+        response.headers["X-RateLimit-Remaining"] = "0"
+        response.headers["X-RateLimit-Reset"] = str(reset)
+        return response
+
+    github.server.clear_all_handlers()
+    github.server.expect_request(f"/repos/{github.repository}/pulls").respond_with_handler(
+        last_request_of_the_hour
+    )
+    with pytest.raises(RateLimitedError, match="was not sent") as caught:
+        source(github, page_size=2).states_of([pr(1)])
+    assert len(github.api_requests()) == 1
+    assert caught.value.retry_after is not None and 290 <= caught.value.retry_after <= 300
