@@ -1,15 +1,8 @@
 """The cleanup sensor and the nightly sweep: find closed branches, request their cleanup.
 
-Both run in the production deployment (Dagster+ runs no sensors in branch deployments) and share
-one tick, :func:`run_cleanup_tick`:
-
-1. live namespaces: the union of ``list_namespaces()`` over the branch-aware stores;
-2. their pull requests' states, from the source (cheap thanks to the source's cursor);
-3. :func:`~dagster_branch.decision.should_clean` for each;
-4. one ``RunRequest`` per namespace to clean, keyed ``cleanup:<namespace>:<closed at>``.
-
-It fails closed: a store or source that cannot answer turns the tick into a ``SkipReason`` that
-says why, with no run request; a namespace whose state is unknown is kept.
+Both run in the production deployment (Dagster+ runs no sensors in branch deployments), take the
+branch-aware stores and the pull request source by resource key, like the cleanup job, and make
+their decisions with one shared tick (:func:`~dagster_branch.detection.run_cleanup_tick`).
 
 Example::
 
@@ -22,23 +15,32 @@ Example::
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Sequence
+from datetime import timedelta
 
 import dagster as dg
-from pydantic import BaseModel, ValidationError
 
-from dagster_branch.decision import DEFAULT_GRACE_PERIOD, Decision, DecisionKind, decide_all
-from dagster_branch.errors import DagsterBranchConfigError, DagsterBranchError, SourceError
+from dagster_branch.decision import DEFAULT_GRACE_PERIOD
+from dagster_branch.detection import (
+    TAG_NAMESPACE,
+    TAG_PULL_REQUEST,
+    TAG_STATE,
+    CleanupCursor,
+    Evaluation,
+    ReportsActivity,
+    TickOutcome,
+    cleanup_run_request,
+    evaluate_namespaces,
+    run_cleanup_tick,
+)
+from dagster_branch.errors import DagsterBranchConfigError
 from dagster_branch.inventory import BranchStore
-from dagster_branch.naming import Namespace
-from dagster_branch.sources.base import PullRequestSource, SourceAnswer
+from dagster_branch.sources.base import PullRequestSource
 
 __all__ = [
+    "TAG_NAMESPACE",
+    "TAG_PULL_REQUEST",
+    "TAG_STATE",
     "CleanupCursor",
     "Evaluation",
     "ReportsActivity",
@@ -50,240 +52,8 @@ __all__ = [
     "run_cleanup_tick",
 ]
 
-log = logging.getLogger(__name__)
-
 DEFAULT_STORE_KEYS = ("warehouse", "lake")
 DEFAULT_SOURCE_KEY = "pull_requests"
-TAG_NAMESPACE = "dagster-branch/namespace"
-TAG_PULL_REQUEST = "dagster-branch/pull-request"
-TAG_STATE = "dagster-branch/state"
-EXAMPLES_SHOWN = 5
-
-
-@runtime_checkable
-class ReportsActivity(Protocol):
-    """A store that can tell when a namespace was last written (used by ``stale_after``)."""
-
-    def last_activity_of(self, namespace: Namespace) -> datetime | None:
-        """The latest write to ``namespace`` in this store, or ``None`` when unknown."""
-        ...
-
-
-class CleanupCursor(BaseModel):
-    """The sensor's cursor: the source's own cursor and the cleanups already requested.
-
-    ``requested`` maps a namespace to the run key last requested for it, so a tick that hit
-    ``max_runs_per_tick`` moves on to the next namespaces instead of repeating the first ones.
-    """
-
-    version: Literal[1] = 1
-    source: str | None = None
-    requested: dict[str, str] = {}
-
-    @classmethod
-    def parse(cls, text: str | None) -> CleanupCursor:
-        """Read a stored cursor; an unreadable one resets (the source re-reads, nothing lost)."""
-        if not text:
-            return cls()
-        try:
-            return cls.model_validate_json(text)
-        except ValidationError:
-            log.warning("The cleanup sensor's cursor is unreadable; starting from a fresh one")
-            return cls()
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Every live namespace, what the source said, and the decision for each."""
-
-    live: set[Namespace]
-    answer: SourceAnswer
-    decisions: dict[Namespace, Decision]
-
-
-@dataclass
-class TickOutcome:
-    """What one tick decided: run requests, or why there are none, and the next cursor."""
-
-    run_requests: list[dg.RunRequest] = field(default_factory=list)
-    skip_reason: str | None = None
-    cursor: CleanupCursor = field(default_factory=CleanupCursor)
-    evaluation: Evaluation | None = None
-
-
-def _live_namespaces(stores: Mapping[str, BranchStore]) -> set[Namespace]:
-    live: set[Namespace] = set()
-    for key, store in stores.items():
-        try:
-            live |= store.list_namespaces()
-        except DagsterBranchError as exc:
-            raise DagsterBranchError(f"store {key!r} could not list its namespaces: {exc}") from exc
-    return live
-
-
-def _last_activity(
-    stores: Mapping[str, BranchStore], namespaces: set[Namespace]
-) -> dict[Namespace, datetime]:
-    activity: dict[Namespace, datetime] = {}
-    reporters = [s for s in stores.values() if isinstance(s, ReportsActivity)]
-    for namespace in namespaces:
-        times = [t for s in reporters if (t := s.last_activity_of(namespace)) is not None]
-        if times:
-            activity[namespace] = max(times)
-    return activity
-
-
-def evaluate_namespaces(
-    stores: Mapping[str, BranchStore],
-    source: PullRequestSource,
-    *,
-    now: datetime | None = None,
-    cursor: str | None = None,
-    grace_period: timedelta = DEFAULT_GRACE_PERIOD,
-    stale_after: timedelta | None = None,
-    deadline: float | None = None,
-) -> Evaluation:
-    """Live namespaces of ``stores``, their states from ``source``, and a decision for each.
-
-    The sensor, the schedule and the ``orphans`` command all call this.
-
-    Raises:
-        DagsterBranchError: a store could not list its namespaces.
-        SourceError: the source could not answer.
-    """
-    live = _live_namespaces(stores)
-    if not live:
-        return Evaluation(live=live, answer=SourceAnswer(states={}, cursor=cursor), decisions={})
-    answer = source.states_of(live, cursor=cursor, deadline=deadline)
-    current = now or datetime.now(timezone.utc)  # after the answer: sources stamp what they see
-    activity: dict[Namespace, datetime] = {}
-    if stale_after is not None:
-        candidates = {
-            ns for ns in live if ns not in answer.states or not answer.states[ns].is_finished
-        }
-        activity = _last_activity(stores, candidates)
-    decisions = decide_all(
-        live,
-        answer,
-        now=current,
-        grace_period=grace_period,
-        stale_after=stale_after,
-        last_activity=activity,
-    )
-    return Evaluation(live=live, answer=answer, decisions=decisions)
-
-
-def cleanup_run_request(namespace: Namespace, decision: Decision) -> dg.RunRequest:
-    """The run request for the cleanup job of ``namespace`` (run config on its ``plan`` op)."""
-    if not decision.clean or decision.closed_at is None:
-        raise ValueError(f"{namespace} is not to be cleaned: {decision.reason}")
-    config: dict[str, Any] = {"namespace": namespace.key}
-    if not decision.requires_closed:  # stale: nothing is closed, the job must not insist
-        config["require_closed"] = False
-    tags = {TAG_NAMESPACE: namespace.key, TAG_STATE: _state_tag(decision)}
-    if decision.state is not None and decision.state.number is not None:
-        tags[TAG_PULL_REQUEST] = str(decision.state.number)
-    return dg.RunRequest(
-        run_key=f"cleanup:{namespace.key}:{decision.closed_at.isoformat()}",
-        run_config={"ops": {"plan": {"config": config}}},
-        tags=tags,
-    )
-
-
-def _state_tag(decision: Decision) -> str:
-    if decision.kind is DecisionKind.STALE or decision.state is None:
-        return "stale"
-    return decision.state.state.value
-
-
-def _summary(evaluation: Evaluation, already: int) -> str:
-    groups: dict[DecisionKind, list[str]] = {}
-    for namespace, decision in evaluation.decisions.items():
-        if not decision.clean:
-            groups.setdefault(decision.kind, []).append(f"{namespace}: {decision.reason}")
-    parts = [f"{len(evaluation.live)} live namespace(s), none to clean now"]
-    if already:
-        parts.append(f"{already} cleanup(s) already requested")
-    for kind in (DecisionKind.WAITING, DecisionKind.UNKNOWN, DecisionKind.ACTIVE):
-        lines = groups.get(kind, [])
-        if lines:
-            shown = "; ".join(lines[:EXAMPLES_SHOWN])
-            more = (
-                f"; and {len(lines) - EXAMPLES_SHOWN} more" if len(lines) > EXAMPLES_SHOWN else ""
-            )
-            parts.append(f"{len(lines)} {kind.value} ({shown}{more})")
-    return ". ".join(parts) + "."
-
-
-def run_cleanup_tick(
-    stores: Mapping[str, BranchStore],
-    source: PullRequestSource,
-    *,
-    cursor: CleanupCursor,
-    now: datetime | None = None,
-    grace_period: timedelta = DEFAULT_GRACE_PERIOD,
-    stale_after: timedelta | None = None,
-    max_runs_per_tick: int = 10,
-    time_budget_seconds: float = 40.0,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
-) -> TickOutcome:
-    """One tick of the sensor (or the schedule): decide, and build the run requests."""
-    out = logger or log
-    deadline = time.monotonic() + time_budget_seconds
-    try:
-        evaluation = evaluate_namespaces(
-            stores,
-            source,
-            now=now,
-            cursor=cursor.source,
-            grace_period=grace_period,
-            stale_after=stale_after,
-            deadline=deadline,
-        )
-    except SourceError as exc:
-        reason = f"The pull request source could not answer, so nothing is cleaned now: {exc}"
-        return TickOutcome(skip_reason=reason, cursor=cursor)
-    except DagsterBranchError as exc:
-        return TickOutcome(skip_reason=f"Nothing is cleaned now: {exc}", cursor=cursor)
-    if not evaluation.live:
-        keys = ", ".join(stores)
-        reason = f"No branch namespace owns objects in {keys}: nothing to clean."
-        return TickOutcome(skip_reason=reason, cursor=cursor, evaluation=evaluation)
-
-    requested: dict[str, str] = {}
-    run_requests: list[dg.RunRequest] = []
-    already = 0
-    cleanable = [(ns, d) for ns, d in evaluation.decisions.items() if d.clean]
-    cleanable.sort(
-        key=lambda item: (item[1].closed_at or datetime.max.replace(tzinfo=timezone.utc), item[0])
-    )
-    for namespace, decision in cleanable:
-        request = cleanup_run_request(namespace, decision)
-        assert request.run_key is not None
-        if cursor.requested.get(namespace.key) == request.run_key:
-            requested[namespace.key] = request.run_key
-            already += 1
-            continue
-        if len(run_requests) >= max_runs_per_tick:
-            continue  # left for the next tick
-        run_requests.append(request)
-        requested[namespace.key] = request.run_key
-        out.info("Requesting cleanup of %s: %s", namespace, decision.reason)
-    for namespace, decision in evaluation.decisions.items():
-        if decision.kind is DecisionKind.UNKNOWN:
-            out.info("Keeping %s: %s", namespace, decision.reason)
-    waiting = len(cleanable) - already - len(run_requests)
-    if waiting > 0:
-        out.info(
-            "%d more cleanup(s) wait for the next tick (max_runs_per_tick=%d)",
-            waiting,
-            max_runs_per_tick,
-        )
-    next_cursor = CleanupCursor(source=evaluation.answer.cursor, requested=requested)
-    skip = None if run_requests else _summary(evaluation, already)
-    return TickOutcome(
-        run_requests=run_requests, skip_reason=skip, cursor=next_cursor, evaluation=evaluation
-    )
 
 
 def _resources(
