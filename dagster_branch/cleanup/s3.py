@@ -120,6 +120,7 @@ class _Progress:
 
     def __init__(self, report: PurgeReport, log: logging.Logger, every: float) -> None:
         self.report, self.log, self.every = report, log, every
+        self.wait = max(every, 0.1)  # how long waits for batches block between two ticks
         self.started = self.last = time.monotonic()
 
     def tick(self, *, force: bool = False) -> None:
@@ -151,7 +152,7 @@ class _Deleter:
     def submit(self, entries: Sequence[Entry]) -> None:
         for start in range(0, len(entries), DELETE_BATCH_SIZE):
             batch = list(entries[start : start + DELETE_BATCH_SIZE])
-            while not self._slots.acquire(timeout=self.progress.every):
+            while not self._slots.acquire(timeout=self.progress.wait):
                 self.progress.tick()
             self._futures.append(self._pool.submit(self._run, batch))
             self._futures = [f for f in self._futures if not f.done()]
@@ -184,7 +185,7 @@ class _Deleter:
         for future in list(self._futures):
             while True:
                 try:
-                    future.result(timeout=self.progress.every)
+                    future.result(timeout=self.progress.wait)
                     break
                 except TimeoutError:
                     self.progress.tick()
