@@ -109,8 +109,14 @@ def _live_namespaces(stores: Mapping[str, BranchStore]) -> set[Namespace]:
     for key, store in stores.items():
         try:
             live |= store.list_namespaces()
-        except DagsterBranchError as exc:
-            raise DagsterBranchError(f"store {key!r} could not list its namespaces: {exc}") from exc
+        except Exception as exc:  # any failure of a store means: decide nothing this tick
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            redact = getattr(store, "redact", None)  # stores that hold URLs hide their secrets
+            if callable(redact):
+                text = str(redact(text))
+            raise DagsterBranchError(
+                f"store {key!r} could not list its namespaces ({type(exc).__name__}: {text})"
+            ) from exc
     return live
 
 

@@ -23,6 +23,7 @@ from dagster_branch import (
     branch_cleanup_definitions,
 )
 from dagster_branch.sensors import CleanupCursor
+from dagster_branch.testing import free_port
 from tests.sources.stand_ins import GitHubStandIn, json_response, rate_limited
 
 TOKEN = "ghp_sensorTestToken000"
@@ -334,3 +335,15 @@ def test_wrong_resources_are_clear_config_errors(
         branch_cleanup_definitions(stores={"warehouse": warehouse}, source=warehouse)
     with pytest.raises(DagsterBranchConfigError, match="its own key"):
         branch_cleanup_definitions(stores={"pull_requests": warehouse}, source=source)
+
+
+def test_a_store_that_cannot_answer_skips_the_tick(github: GitHubStandIn, lake: Warehouse) -> None:
+    down = Warehouse(
+        url=f"postgresql+psycopg://cleaner:pw-s3cret@127.0.0.1:{free_port()}/warehouse",
+        base_schema="analytics",
+    )
+    result = tick(definitions(github, down, lake))
+    assert not result.run_requests
+    assert "store 'warehouse' could not list its namespaces (OperationalError" in result.skip_reason
+    assert "pw-s3cret" not in result.skip_reason
+    assert github.api_requests() == [], "no namespaces, no question to the Git host"
