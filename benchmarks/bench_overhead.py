@@ -282,6 +282,7 @@ def import_table(figures: ImportFigures) -> Table:
         seconds(median(figures.package_cumulative)),
     )
     heaviest = sorted(figures.children.items(), key=lambda item: -median(item[1]))[:3]
+    heaviest = [(name, values) for name, values in heaviest if median(values) >= 0.005]
     for name, values in heaviest:
         table.add(f"    of which first import of {name}", len(values), seconds(median(values)))
     share = median(figures.beyond) / median(figures.dagster)
