@@ -22,8 +22,9 @@ Example::
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -35,7 +36,14 @@ from dagster_branch.errors import DagsterBranchError
 from dagster_branch.inventory import ObjectKind, OwnedObject
 from dagster_branch.naming import Namespace
 
-__all__ = ["LEDGER_TABLE", "Ledger", "LedgerEntry", "LedgerError", "db_error_text"]
+__all__ = [
+    "LEDGER_TABLE",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerError",
+    "db_error_text",
+    "retry_on_conflict",
+]
 
 LEDGER_TABLE = "dagster_branch_objects"
 
@@ -113,6 +121,28 @@ def db_error_text(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {first[:200]}" if first else type(orig).__name__
 
 
+def retry_on_conflict(
+    action: Callable[[], None],
+    *,
+    done: Callable[[], bool] = lambda: False,
+    attempts: int = 5,
+    pause: float = 0.05,
+) -> None:
+    """Run idempotent DDL that concurrent writers may race on (``CREATE SCHEMA IF NOT EXISTS``
+    still fails on PostgreSQL when two sessions commit it at once; DuckDB reports write-write
+    conflicts). Retries on fresh state; stops early when ``done()`` says a rival finished it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            action()
+            return
+        except sa.exc.SQLAlchemyError:
+            if done():
+                return
+            if attempt == attempts:
+                raise
+            time.sleep(pause * attempt)
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -163,19 +193,21 @@ class Ledger:
         if self._ensured:
             return
         try:
-            with self.engine.begin() as conn:
-                schema = self.control_schema
-                if schema and self._caps.has_schemas and not sa.inspect(conn).has_schema(schema):
-                    conn.execute(create_schema_ddl(self._caps, schema))
-                self.table.create(conn, checkfirst=True)
+            retry_on_conflict(self._create, done=self._exists)
         except sa.exc.SQLAlchemyError as exc:
-            if not self._exists():  # a concurrent creator won the race: that is fine
-                raise LedgerError(
-                    f"Could not create the ledger table {self._where()}: "
-                    f"{db_error_text(exc)}. Give this role CREATE rights on the "
-                    "control schema, or create it once with a role that has them."
-                ) from exc
+            raise LedgerError(
+                f"Could not create the ledger table {self._where()}: {db_error_text(exc)}. "
+                "Give this role CREATE rights on the control schema, or create it once with a "
+                "role that has them."
+            ) from exc
         self._ensured = True
+
+    def _create(self) -> None:
+        with self.engine.begin() as conn:
+            schema = self.control_schema
+            if schema and self._caps.has_schemas and not sa.inspect(conn).has_schema(schema):
+                conn.execute(create_schema_ddl(self._caps, schema))
+            self.table.create(conn, checkfirst=True)
 
     def _exists(self) -> bool:
         with self.engine.connect() as conn:
@@ -222,11 +254,19 @@ class Ledger:
             "dropped_at": None,
         }
         exists = sa.select(sa.literal(1)).select_from(self.table).where(self._live_match(entry))
-        try:
+        inserted: list[bool] = []
+
+        def insert_if_missing() -> None:
+            inserted.clear()
             with self.engine.begin() as conn:
-                if conn.execute(exists.limit(1)).first() is not None:
-                    return False
-                conn.execute(self.table.insert().values(**row))
+                if conn.execute(exists.limit(1)).first() is None:
+                    conn.execute(self.table.insert().values(**row))
+                    inserted.append(True)
+
+        try:
+            retry_on_conflict(insert_if_missing)
+            if not inserted:
+                return False
         except sa.exc.SQLAlchemyError as exc:
             raise LedgerError(
                 f"Could not record {entry.kind.value} {entry.name!r} of {entry.namespace} in "

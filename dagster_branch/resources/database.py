@@ -46,7 +46,7 @@ from dagster_branch.errors import (
     NamespaceViolationError,
 )
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
-from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text
+from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, retry_on_conflict
 from dagster_branch.naming import Namespace, schema_name, table_name
 
 __all__ = ["BranchDatabaseResource", "TableLocation"]
@@ -482,25 +482,27 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         if self._ensured:
             return
         r = self.routing()
-        engine = self.get_engine()
         branch_schema = r.namespace is not None and not r.prefix
-        try:
-            with engine.begin() as conn:
-                if r.caps.has_schemas and not sa.inspect(conn).has_schema(r.target_schema):
-                    if branch_schema:
-                        self.guard_write(r.target_schema)
-                    conn.execute(create_schema_ddl(r.caps, r.target_schema))
-                if branch_schema and r.caps.schema_comments:
-                    conn.execute(SchemaComment(r.target_schema, self.marker()))
+        try:  # two runs of one branch may race on CREATE SCHEMA
+            retry_on_conflict(lambda: self._create_target_schema(r, mark=branch_schema))
         except sa.exc.SQLAlchemyError as exc:
             raise DagsterBranchError(
                 f"Could not create schema {r.target_schema!r} on {self.display_url}: "
-                f"{self.redact(db_error_text(exc))}. Give this deployment's role CREATE on the "
-                "database, or create the schema beforehand."
+                f"{self.redact(db_error_text(exc))}. Give this deployment's role CREATE "
+                "on the database, or create the schema beforehand."
             ) from exc
         if branch_schema:
             self._record(ObjectKind.SCHEMA, r.target_schema)
         self._ensured = True
+
+    def _create_target_schema(self, r: Routing, *, mark: bool) -> None:
+        with self.get_engine().begin() as conn:
+            if r.caps.has_schemas and not sa.inspect(conn).has_schema(r.target_schema):
+                if mark:
+                    self.guard_write(r.target_schema)
+                conn.execute(create_schema_ddl(r.caps, r.target_schema))
+            if mark and r.caps.schema_comments:
+                conn.execute(SchemaComment(r.target_schema, self.marker()))
 
     def redact(self, text: str) -> str:
         """``text`` with any password of this resource's URLs replaced by ``***``."""

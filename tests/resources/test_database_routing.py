@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,36 @@ def test_url_from_envvar_with_a_different_value_per_deployment(
     assert laptop.tables("analytics__dev_alice") == {"orders", "order_totals"}
     assert "analytics__pr_4" not in production.schemas()
     assert "analytics__dev_alice" not in branches.schemas()
+
+
+def test_two_runs_of_one_branch_racing_to_create_its_schema(
+    backend: Backend, deploy: Deploy
+) -> None:
+    deploy("branch", pr=6)
+    resources = [
+        BranchDatabaseResource(url=backend.url, base_schema=backend.base_schema) for _ in range(4)
+    ]
+    barrier = threading.Barrier(len(resources))
+    errors: list[BaseException] = []
+
+    def start(resource: BranchDatabaseResource) -> None:
+        barrier.wait()
+        try:
+            resource.ensure_namespace()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(r,)) for r in resources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for resource in resources:
+        resource.dispose()
+    assert errors == []
+    assert f"{backend.base_schema}__pr_6" in backend.schemas() or backend.name == "sqlite"
+    ledger = Ledger.from_url(backend.url)
+    try:
+        assert len(ledger.live_entries(Namespace.parse("pr_6"))) == 1
+    finally:
+        ledger.close()
