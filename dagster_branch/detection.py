@@ -268,9 +268,13 @@ def run_cleanup_tick(
         run_requests.append(request)
         requested[namespace.key] = request.run_key
         out.info("Requesting cleanup of %s: %s", namespace, decision.reason)
-    for namespace, decision in evaluation.decisions.items():
-        if decision.kind is DecisionKind.UNKNOWN:
-            out.info("Keeping %s: %s", namespace, decision.reason)
+    unknown = [(ns, d) for ns, d in evaluation.decisions.items() if d.kind is DecisionKind.UNKNOWN]
+    for namespace, decision in unknown[:EXAMPLES_SHOWN]:
+        out.info("Keeping %s: %s", namespace, decision.reason)
+    if len(unknown) > EXAMPLES_SHOWN:
+        out.info(
+            "Keeping %d more namespace(s) whose state is unknown", len(unknown) - EXAMPLES_SHOWN
+        )
     waiting = len(cleanable) - already - len(run_requests)
     if waiting > 0:
         out.info(

@@ -99,6 +99,10 @@ def build_branch_cleanup_sensor(
     Meant for the production deployment. It takes the branch-aware stores (``store_keys``) and
     the pull request source (``source_key``) by resource key, like the cleanup job does.
 
+    Each closing is requested once (its run key names the namespace and the closing time, and
+    the cursor remembers it). A pull request reopened and closed again is requested again; a
+    cleanup run that failed is retried by re-executing it, or with ``dagster-branch cleanup``.
+
     Args:
         job_name: the cleanup job it requests runs of.
         store_keys: resource keys of the branch-aware stores whose namespaces it watches.
