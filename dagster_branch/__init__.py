@@ -2,6 +2,7 @@
 
 from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
+from dagster_branch.cleanup.s3 import PurgeReport, purge_bucket, purge_prefix
 from dagster_branch.context import DeploymentContext, DeploymentKind
 from dagster_branch.decision import Decision, DecisionKind, decide_all, should_clean
 from dagster_branch.definitions import branch_cleanup_definitions
@@ -20,10 +21,12 @@ from dagster_branch.errors import (
 )
 from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject, RemovalResult
 from dagster_branch.io_managers.database import BranchTableIOManager
+from dagster_branch.io_managers.s3 import BranchS3PickleIOManager
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import Namespace, NamespaceKind
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
 from dagster_branch.resources.database import BranchDatabaseResource, TableLocation
+from dagster_branch.resources.s3 import BranchS3Resource
 from dagster_branch.sensors import (
     build_branch_cleanup_schedule,
     build_branch_cleanup_sensor,
@@ -39,6 +42,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BranchDatabaseResource",
+    "BranchS3PickleIOManager",
+    "BranchS3Resource",
     "BranchStore",
     "BranchTableIOManager",
     "CleanupError",
@@ -66,6 +71,7 @@ __all__ = [
     "PullRequestSource",
     "PullRequestState",
     "PullRequestStatus",
+    "PurgeReport",
     "RateLimitedError",
     "RemovalResult",
     "SourceAnswer",
@@ -81,5 +87,7 @@ __all__ = [
     "build_cleanup_plan",
     "decide_all",
     "evaluate_namespaces",
+    "purge_bucket",
+    "purge_prefix",
     "should_clean",
 ]

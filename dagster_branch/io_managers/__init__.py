@@ -1,5 +1,6 @@
 """Dagster IO managers built on the branch-aware resources."""
 
 from dagster_branch.io_managers.database import BranchTableIOManager
+from dagster_branch.io_managers.s3 import BranchS3PickleIOManager
 
-__all__ = ["BranchTableIOManager"]
+__all__ = ["BranchS3PickleIOManager", "BranchTableIOManager"]
