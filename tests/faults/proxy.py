@@ -29,7 +29,9 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import http.client
 import ipaddress
 import re
@@ -45,6 +47,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "Drop",
     "Exchange",
+    "FailKeys",
     "Forward",
     "HttpFaultProxy",
     "LoseResponse",
@@ -130,7 +133,47 @@ class Truncate:
     name: str = "truncate"
 
 
-Action = Forward | Respond | Drop | LoseResponse | Truncate
+@dataclass(frozen=True)
+class FailKeys:
+    """S3 ``DeleteObjects`` only: withhold the first ``count`` keys of the batch from the server
+    and report each as a per-key ``<Error>`` (``code``) in an otherwise successful answer.
+
+    That is how S3 reports partial throttling: ``200 OK`` whose body lists the keys it did not
+    delete. The other keys are forwarded and deleted for real.
+    """
+
+    count: int
+    code: str = "SlowDown"
+    name: str = "fail-keys"
+
+
+Action = Forward | Respond | Drop | LoseResponse | Truncate | FailKeys
+
+_OBJECT = re.compile(rb"<Object>.*?</Object>", re.S)
+_KEY = re.compile(rb"<Key>(.*?)</Key>", re.S)
+_VERSION = re.compile(rb"<VersionId>(.*?)</VersionId>", re.S)
+
+
+def _withhold_keys(body: bytes, count: int, code: str) -> tuple[bytes, bytes]:
+    """The request body without the first ``count`` objects, and the ``<Error>`` elements
+    that report them."""
+    objects = _OBJECT.findall(body)
+    withheld = objects[:count]
+    errors = []
+    for block in withheld:
+        body = body.replace(block, b"", 1)
+        key = _KEY.search(block)
+        version = _VERSION.search(block)
+        errors.append(
+            b"<Error><Key>"
+            + (key.group(1) if key else b"")
+            + b"</Key>"
+            + (b"<VersionId>" + version.group(1) + b"</VersionId>" if version else b"")
+            + b"<Code>"
+            + code.encode()
+            + b"</Code><Message>Please reduce your request rate.</Message></Error>"
+        )
+    return body, b"".join(errors)
 
 
 def _s3_error(status: int, code: str, message: str, name: str) -> Respond:
@@ -197,6 +240,11 @@ class Rule:
         if self.query is not None and self.query not in _query_names(query):
             return False
         return self.when is None or self.when(method, path, query, body)
+
+
+def _is_checksum(header: str) -> bool:
+    name = header.lower()
+    return name == "content-md5" or name.startswith(("x-amz-checksum-", "x-amz-sdk-checksum"))
 
 
 def _query_names(query: str) -> set[str]:
@@ -298,7 +346,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(action.status, list(action.headers), action.body)
             else:
                 time.sleep(action.delay if isinstance(action, Forward) else 0.0)
-                status, headers, answer = self._forward(body)
+                errors = b""
+                if isinstance(action, FailKeys):
+                    body, errors = _withhold_keys(body, action.count, action.code)
+                if errors and not _OBJECT.search(body):  # every key withheld: S3 answers alone
+                    status, headers, answer = (
+                        200,
+                        [("Content-Type", "application/xml")],
+                        (
+                            b'<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="'
+                            b'http://s3.amazonaws.com/doc/2006-03-01/"></DeleteResult>'
+                        ),
+                    )
+                else:
+                    status, headers, answer = self._forward(body, rewritten=bool(errors))
+                if errors and status == 200:
+                    answer = answer.replace(b"</DeleteResult>", errors + b"</DeleteResult>")
                 if isinstance(action, LoseResponse):
                     self._hang_up()
                 elif isinstance(action, Truncate):
@@ -311,9 +374,14 @@ class _Handler(BaseHTTPRequestHandler):
                 Exchange(self.command, path, query, action.name, status, started, time.monotonic())
             )
 
-    def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _forward(
+        self, body: bytes, *, rewritten: bool = False
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         proxy = self.server.proxy
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        if rewritten:  # the body changed: its checksums must too
+            headers = {k: v for k, v in headers.items() if not _is_checksum(k)}
+            headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
         for attempt in (1, 2):
             if self._upstream is None:
                 self._upstream = http.client.HTTPConnection(

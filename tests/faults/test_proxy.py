@@ -15,6 +15,7 @@ from pytest_httpserver import HTTPServer
 
 from .proxy import (
     Drop,
+    FailKeys,
     Forward,
     HttpFaultProxy,
     LoseResponse,
@@ -60,6 +61,24 @@ def test_throttles_exactly_the_chosen_delete_batches(s3_proxy: HttpFaultProxy) -
     assert outcomes == ["ok", "SlowDown", "SlowDown", "ok"]
     remaining = {o["Key"] for o in s3.list_objects_v2(Bucket="data").get("Contents", [])}
     assert remaining == {"k1", "k2"}  # throttled batches never reached the server
+
+
+def test_fail_keys_reports_withheld_keys_as_per_key_errors(s3_proxy: HttpFaultProxy) -> None:
+    s3 = _client(s3_proxy.url)
+    s3.create_bucket(Bucket="data")
+    keys = [f"k{n}" for n in range(5)]
+    for key in keys:
+        s3.put_object(Bucket="data", Key=key, Body=b"x")
+    s3_proxy.add(Rule(method="POST", query="delete", on={1}, action=FailKeys(2)))
+    answer = s3.delete_objects(
+        Bucket="data", Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+    )
+    assert [(e["Key"], e["Code"]) for e in answer["Errors"]] == [
+        ("k0", "SlowDown"),
+        ("k1", "SlowDown"),
+    ]
+    remaining = {o["Key"] for o in s3.list_objects_v2(Bucket="data").get("Contents", [])}
+    assert remaining == {"k0", "k1"}
 
 
 def test_lost_response_means_the_server_acted(s3_proxy: HttpFaultProxy) -> None:
