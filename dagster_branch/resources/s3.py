@@ -136,7 +136,8 @@ class BranchS3Resource(S3Resource):
         default=8,
         ge=1,
         le=64,
-        description="DeleteObjects requests in flight at once during a cleanup.",
+        description="DeleteObjects requests in flight at once during a cleanup (botocore keeps "
+        "10 pooled connections per client: more workers than 9 open extra connections).",
     )
     retry_max_attempts: int = Field(
         default=8,

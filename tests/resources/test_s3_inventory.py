@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dagster_branch.context import DeploymentContext
-from dagster_branch.inventory import ObjectKind, OwnedObject
+from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.s3 import BranchS3Resource
@@ -132,6 +132,7 @@ def test_namespace_buckets_are_found_by_name_and_carry_their_tags(
         tags = s3_client.get_bucket_tagging(Bucket=obj.name)["TagSet"]
         assert {"Key": "dagster-branch/namespace", "Value": namespace.key} in tags
     assert lake.objects_of(Namespace.parse("pr_3")) == []
+    assert isinstance(lake, BranchStore)  # what the sensor and the cleanup job rely on
 
 
 PR_4 = Namespace.parse("pr_4")
