@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from dagster import EnvVar, materialize
+from dagster import EnvVar, asset, materialize
 from warehouse_support import ASSETS, Backend, Deploy
 
 from dagster_branch.io_managers import BranchTableIOManager
@@ -268,3 +268,27 @@ def test_two_runs_of_one_branch_racing_to_create_its_schema(
         assert len(ledger.live_entries(Namespace.parse("pr_6"))) == 1
     finally:
         ledger.close()
+
+
+def test_io_manager_names_tables_from_metadata_and_loads_rows(
+    duckdb_url: str, deploy: Deploy
+) -> None:
+    @asset(metadata={"dagster_branch/table": "Daily Orders"})
+    def daily() -> list[dict[str, object]]:
+        return [{"day": "2024-08-28", "orders": 3, "late": False}, {"day": "2024-08-29"}]
+
+    @asset
+    def days(daily: list[dict[str, object]]) -> list[dict[str, object]]:
+        return [{"n": len(daily), "first": daily[0]["day"], "missing": daily[1]["orders"]}]
+
+    deploy("branch", pr=8)
+    warehouse = BranchDatabaseResource(url=duckdb_url, base_schema="analytics")
+    result = materialize(
+        [daily, days], resources={"io_manager": BranchTableIOManager(database=warehouse)}
+    )
+    assert result.success
+    [event] = result.asset_materializations_for_node("daily")
+    assert event.metadata["dagster/table_name"].value == "analytics__pr_8.Daily Orders"
+    backend = Backend("duckdb", duckdb_url, "analytics")
+    assert backend.tables("analytics__pr_8") == {"Daily Orders", "days"}
+    assert backend.read("analytics__pr_8", "days") == [(2, "2024-08-28", None)]
