@@ -123,7 +123,7 @@ def outside(snapshot: Mapping[str, str], namespace: str) -> dict[str, str]:
 
 
 def warehouse(url: str, **options: Any) -> BranchDatabaseResource:
-    return BranchDatabaseResource(url=url, base_schema="analytics", **options)
+    return BranchDatabaseResource(**{"url": url, "base_schema": "analytics", **options})
 
 
 def write_tables(url: str, tables: Iterable[str] = ("orders",), **options: Any) -> None:
@@ -216,3 +216,8 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
                 texts.append(error.message)
                 error = error.cause
     return "\n".join(texts)
+
+
+def run_log_messages(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
+    """Every log line of a run as stored in the instance's event log (what the UI shows)."""
+    return [entry.user_message for entry in instance.all_logs(result.run_id)]

@@ -1,0 +1,150 @@
+"""PostgreSQL under faults: a TCP fault proxy between the cleanup job and the real server.
+
+``pr_7`` owns two schemas, one per warehouse store (``analytics__pr_7`` and ``marts__pr_7``), so
+one cleanup sends two ``DROP SCHEMA`` statements. The proxy cuts the connection right before the
+second one reaches the server, or takes the server away altogether. Whatever happens: production
+and ``pr_8`` are untouched, the run says what was not removed, the ledger keeps exactly the rows
+of what still exists, and a rerun completes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from .proxy import TcpFaultProxy
+from .world import (
+    Deployments,
+    database_snapshot,
+    failure_text,
+    live_ledger,
+    run_cleanup,
+    run_log_messages,
+    warehouse,
+    write_tables,
+)
+
+BASES = ("analytics", "marts")
+
+
+def _build_world(url: str, deploy: Deployments) -> None:
+    for base in BASES:
+        deploy.production()
+        write_tables(url, ("orders", "users"), base_schema=base, store_key=base)
+        for pr in (7, 8):
+            deploy.branch(pr=pr)
+            write_tables(url, ("orders",), base_schema=base, store_key=base)
+    deploy.production()
+
+
+def _stores(url: str) -> dict[str, Any]:
+    return {base: warehouse(url, base_schema=base, store_key=base) for base in BASES}
+
+
+def _schemas(url: str) -> set[str]:
+    import sqlalchemy as sa
+
+    from dagster_branch.dialects import list_schema_names
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {s for s in list_schema_names(conn) if s.startswith(BASES)}
+    finally:
+        engine.dispose()
+
+
+def _without(snapshot: dict[str, str], *names: str) -> dict[str, str]:
+    return {k: v for k, v in snapshot.items() if k not in names}
+
+
+def _schemas_of_everyone(url: str) -> set[str]:
+    return {"analytics", "marts", "analytics__pr_8", "marts__pr_8"} | {
+        s for s in _schemas(url) if s.endswith("pr_7")
+    }
+
+
+def test_connection_dropped_between_two_schema_drops(
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+) -> None:
+    proxy, proxied_url = postgres_proxy
+    _build_world(postgres_url, deploy)
+    before = database_snapshot(postgres_url)
+    assert live_ledger(postgres_url, "pr_7") == {"analytics:analytics__pr_7", "marts:marts__pr_7"}
+    proxy.drop_before(b"DROP SCHEMA", occurrence=2)
+
+    first = run_cleanup(_stores(proxied_url), "pr_7")
+
+    assert proxy.fired == 1
+    assert not first.success
+    message = failure_text(first)
+    assert "marts__pr_7" in message and "run the cleanup again" in message
+    assert "analytics__pr_7" not in message.split("retry only these")[-1]
+    assert _schemas(postgres_url) == _schemas_of_everyone(postgres_url) - {"analytics__pr_7"}
+    assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7")
+    assert live_ledger(postgres_url, "pr_7") == {"marts:marts__pr_7"}  # exactly what is left
+
+    second = run_cleanup(_stores(proxied_url), "pr_7")
+
+    assert second.success, failure_text(second)
+    assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7", "marts__pr_7")
+    assert live_ledger(postgres_url, "pr_7") == set()
+    assert live_ledger(postgres_url, "pr_8") == {"analytics:analytics__pr_8", "marts:marts__pr_8"}
+
+
+def test_server_gone_midway_then_unreachable_then_back(
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+) -> None:
+    proxy, proxied_url = postgres_proxy
+    _build_world(postgres_url, deploy)
+    before = database_snapshot(postgres_url)
+    proxy.drop_before(b"DROP SCHEMA", occurrence=2, then_refuse=True)
+
+    first = run_cleanup(_stores(proxied_url), "pr_7")
+
+    assert not first.success and "marts__pr_7" in failure_text(first)
+    assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7")
+    assert live_ledger(postgres_url, "pr_7") == {"marts:marts__pr_7"}
+
+    # While the server is unreachable, a run cannot even plan: it fails and removes nothing.
+    stalled = run_cleanup(_stores(proxied_url), "pr_7")
+
+    assert not stalled.success
+    assert "plan" in {e.step_key for e in stalled.all_events if e.is_step_failure}
+    assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7")
+
+    proxy.refuse(False)
+    last = run_cleanup(_stores(proxied_url), "pr_7")
+
+    assert last.success, failure_text(last)
+    assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7", "marts__pr_7")
+    assert live_ledger(postgres_url) == {"analytics:analytics__pr_8", "marts:marts__pr_8"}
+
+
+def test_connection_dropped_before_the_ledger_update_converges_on_rerun(
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+) -> None:
+    proxy, proxied_url = postgres_proxy
+    _build_world(postgres_url, deploy)
+    before = database_snapshot(postgres_url)
+    # The schema drop reaches the server; the UPDATE that marks it dropped does not.
+    proxy.drop_before(b"UPDATE dagster_branch.dagster_branch_objects", occurrence=1)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = run_cleanup(
+            {"analytics": _stores(proxied_url)["analytics"]}, "pr_7", instance=instance
+        )
+        messages = run_log_messages(instance, first)
+
+    assert proxy.fired == 1
+    assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7")
+    # The schema is gone; the run says the ledger could not be updated and what to do.
+    assert any("could not update the ledger" in m and "again" in m for m in messages)
+    assert "analytics:analytics__pr_7" in live_ledger(postgres_url, "pr_7")  # lags behind
+
+    second = run_cleanup({"analytics": _stores(proxied_url)["analytics"]}, "pr_7")
+
+    assert second.success, failure_text(second)
+    assert live_ledger(postgres_url, "pr_7") == {"marts:marts__pr_7"}
+    assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7")
