@@ -1,10 +1,16 @@
-"""Small helpers shared by the cleanup tests: run config and what a failed run said."""
+"""Small helpers shared by the cleanup tests: the job, its run config, what a run said."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import dagster as dg
+
+from dagster_branch import build_branch_cleanup_job
+from dagster_branch.cleanup.job import CleanupOutcome
+
+STORE_KEYS = ("warehouse", "lake", "exports")
+CLEANUP_JOB = build_branch_cleanup_job(store_keys=STORE_KEYS)
 
 
 def cleanup_config(namespace: str = "pr_7", **options: object) -> dict[str, Any]:
@@ -32,3 +38,16 @@ def failed_steps(result: dg.ExecuteInProcessResult) -> set[str]:
     return {
         event.step_key for event in result.all_events if event.is_step_failure and event.step_key
     }
+
+
+def step_started(result: dg.ExecuteInProcessResult, step_key: str) -> bool:
+    """Whether the op's step started at all (a refused run never starts a removal step)."""
+    return any(e.is_step_start and e.step_key == step_key for e in result.all_events)
+
+
+def outcome_of(result: dg.ExecuteInProcessResult) -> CleanupOutcome:
+    """The record op's outcome of a run that must have succeeded (else: why it failed)."""
+    assert result.success, failure_text(result)
+    outcome = result.output_for_node("record")
+    assert isinstance(outcome, CleanupOutcome)
+    return outcome

@@ -1,0 +1,327 @@
+"""A small data platform for the cleanup tests, built through the real resources.
+
+Production and the branch deployments of two pull requests write tables through
+:class:`BranchDatabaseResource` (PostgreSQL, DuckDB or SQLite) and files through two
+:class:`BranchS3Resource` stores on the S3 server: ``lake`` (branches under a prefix of a shared,
+versioned branch bucket) and ``exports`` (one unversioned bucket per namespace). Each deployment
+runs under the environment Dagster+ would give it. :func:`snapshot` dumps everything (every row
+of every table, every object version, delete marker and multipart upload, and file hashes on
+SQLite) so that a test can prove what changed and what did not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import sqlalchemy as sa
+
+from dagster_branch import BranchDatabaseResource, BranchS3Resource
+from dagster_branch.dialects import attach_sqlite_schemas, list_schema_names, sqlite_schema_files
+
+PRODUCTION = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_LOCATION_NAME": "data"}
+SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "temp"}
+
+
+def branch_env(pr: int) -> dict[str, str]:
+    """The variables Dagster+ sets in the branch deployment of pull request ``pr``."""
+    return {
+        "DAGSTER_CLOUD_DEPLOYMENT_NAME": hashlib.sha1(str(pr).encode()).hexdigest()[:12],
+        "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
+        "DAGSTER_CLOUD_LOCATION_NAME": "data",
+        "DAGSTER_CLOUD_PULL_REQUEST_ID": str(pr),
+        "DAGSTER_CLOUD_PULL_REQUEST_STATUS": "OPEN",
+        "DAGSTER_CLOUD_GIT_BRANCH": f"feature/pr-{pr}",
+        "DAGSTER_CLOUD_GIT_SHA": hashlib.sha1(f"sha{pr}".encode()).hexdigest(),
+        "DAGSTER_CLOUD_GIT_REPO": "acme/data",
+    }
+
+
+@contextlib.contextmanager
+def deployment(env: Mapping[str, str]) -> Iterator[None]:
+    """Run the block with exactly these ``DAGSTER_CLOUD_*`` variables set, then restore."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("DAGSTER_CLOUD_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith("DAGSTER_CLOUD_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+@dataclass
+class World:
+    """Where everything lives; builds fresh resources for each deployment."""
+
+    warehouse_url: str
+    s3_endpoint: str
+    strategy: str = "schema"
+
+    # -- resources ----------------------------------------------------------------------------
+
+    def warehouse(self, url: str | None = None, **options: Any) -> BranchDatabaseResource:
+        return BranchDatabaseResource(
+            url=url or self.warehouse_url,
+            base_schema="analytics",
+            strategy=self.strategy,  # type: ignore[arg-type]
+            branch_schema="development" if self.strategy == "table_prefix" else None,
+            **options,
+        )
+
+    def lake(self, endpoint: str | None = None, **options: Any) -> BranchS3Resource:
+        return BranchS3Resource(
+            bucket="acme-data",
+            prefix="lake",
+            branch_bucket="acme-branches",
+            endpoint_url=endpoint or self.s3_endpoint,
+            region_name="us-east-1",
+            ledger_url=self.warehouse_url,
+            store_key="lake",
+            **options,
+        )
+
+    def exports(self, endpoint: str | None = None, **options: Any) -> BranchS3Resource:
+        return BranchS3Resource(
+            bucket="acme-exports",
+            strategy="bucket",
+            endpoint_url=endpoint or self.s3_endpoint,
+            region_name="us-east-1",
+            ledger_url=self.warehouse_url,
+            store_key="exports",
+            **options,
+        )
+
+    def stores(self, **overrides: Any) -> dict[str, Any]:
+        """Fresh store resources by key, as the production Definitions bind them."""
+        return {
+            "warehouse": overrides.get("warehouse") or self.warehouse(),
+            "lake": overrides.get("lake") or self.lake(),
+            "exports": overrides.get("exports") or self.exports(),
+        }
+
+    def admin(self) -> Any:
+        """A plain boto3 client, for setting up buckets and for snapshots."""
+        return boto3.client("s3", endpoint_url=self.s3_endpoint, region_name="us-east-1")
+
+    # -- building the platform ----------------------------------------------------------------
+
+    def create_buckets(self) -> None:
+        s3 = self.admin()
+        for bucket in ("acme-data", "acme-branches", "acme-exports"):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(
+            Bucket="acme-branches", VersioningConfiguration={"Status": "Enabled"}
+        )
+
+    def build(self, pr_7_lake_keys: int = 40) -> None:
+        """Production, then the branch deployments of PR 7 (big) and PR 8 (small) write."""
+        self.create_buckets()
+        write_deployment(self, PRODUCTION, label="prod", lake_keys=20)
+        write_deployment(self, branch_env(7), label="pr7", lake_keys=pr_7_lake_keys)
+        write_deployment(self, branch_env(8), label="pr8", lake_keys=15)
+
+
+def _rows(label: str, n: int) -> list[dict[str, Any]]:
+    return [{"id": i, "label": f"{label}-{i}", "amount": i * 1.5} for i in range(n)]
+
+
+def write_deployment(world: World, env: Mapping[str, str], *, label: str, lake_keys: int) -> None:
+    """What one deployment's assets write: two tables, lake files (with overwritten and deleted
+    keys, and an unfinished multipart upload in branches), and a few exports."""
+    with deployment(env):
+        warehouse, lake, exports = world.warehouse(), world.lake(), world.exports()
+        try:
+            tables = {"orders": _rows(label, 30), "customers": _rows(label, 7)}
+            locations = {name: warehouse.table(name) for name in tables}
+            with warehouse.get_connection() as conn:
+                for name, rows in tables.items():
+                    loc = locations[name]
+                    table = sa.Table(
+                        loc.name,
+                        sa.MetaData(),
+                        sa.Column("id", sa.Integer),
+                        sa.Column("label", sa.String(64)),
+                        sa.Column("amount", sa.Float),
+                        schema=loc.schema,
+                    )
+                    table.create(conn)
+                    conn.execute(table.insert(), rows)
+            _write_lake(lake, label, lake_keys, branch=label != "prod")
+            client = exports.get_client()
+            for i in range(5 if label != "pr7" else 30):
+                client.put_object(
+                    Bucket=exports.bucket_name,
+                    Key=exports.key(f"daily/{i:03d}.csv"),
+                    Body=f"{label},{i}\n".encode(),
+                )
+            if label == "pr7":
+                client.create_multipart_upload(
+                    Bucket=exports.bucket_name, Key=exports.key("big/unfinished.parquet")
+                )
+        finally:
+            warehouse.dispose()
+            lake.close()
+            exports.close()
+
+
+def _write_lake(lake: BranchS3Resource, label: str, n: int, *, branch: bool) -> None:
+    client, bucket = lake.get_client(), lake.bucket_name
+    lake.ensure_namespace()
+
+    def put(i: int) -> None:
+        client.put_object(
+            Bucket=bucket, Key=lake.key(f"events/{i:05d}.json"), Body=f'{{"{label}": {i}}}'.encode()
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(put, range(n)))
+    if branch:
+        for i in range(0, min(n, 50), 5):  # a second version of some keys
+            client.put_object(Bucket=bucket, Key=lake.key(f"events/{i:05d}.json"), Body=b"v2")
+        for i in range(1, min(n, 30), 7):  # delete markers on others
+            client.delete_object(Bucket=bucket, Key=lake.key(f"events/{i:05d}.json"))
+        upload = client.create_multipart_upload(Bucket=bucket, Key=lake.key("big/part.bin"))
+        client.upload_part(
+            Bucket=bucket,
+            Key=lake.key("big/part.bin"),
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=b"x" * (5 * 1024 * 1024),
+        )
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+def _engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        attach_sqlite_schemas(engine, set(sqlite_schema_files(engine)))
+    return engine
+
+
+def warehouse_dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, by ``schema.table``, with the column names first."""
+    engine = _engine(url)
+    dump: dict[str, list[tuple[Any, ...]]] = {}
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            schemas = (
+                [*sorted(sqlite_schema_files(engine)), "main"]
+                if engine.dialect.name == "sqlite"
+                else list_schema_names(conn)
+            )
+            for schema in schemas:
+                if schema in SYSTEM_SCHEMAS or schema.startswith("pg_"):
+                    continue
+                dump[f"{schema}/"] = []  # an empty schema still shows
+                for name in inspector.get_table_names(schema=schema):
+                    columns = [
+                        (c["name"], str(c["type"])) for c in inspector.get_columns(name, schema)
+                    ]
+                    table = sa.table(name, *(sa.column(c) for c, _ in columns), schema=schema)
+                    rows = [tuple(sorted(r._mapping.items())) for r in conn.execute(table.select())]
+                    dump[f"{schema}.{name}"] = [tuple(columns), *sorted(rows, key=repr)]
+    finally:
+        engine.dispose()
+    return dump
+
+
+def sqlite_files(url: str) -> dict[str, str]:
+    """SHA-256 of each SQLite database file (main and emulated schemas), by file name."""
+    database = sa.make_url(url).database
+    if not database or not url.startswith("sqlite"):
+        return {}
+    main = Path(database)
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(main.parent.glob(main.name + "*"))
+        if not p.name.endswith(("-journal", "-wal", "-shm"))
+    }
+
+
+def s3_dump(world: World) -> dict[str, Any]:
+    """Every bucket with every version, delete marker and unfinished upload; bodies hashed."""
+    s3 = world.admin()
+    dump: dict[str, Any] = {}
+    for bucket in sorted(b["Name"] for b in s3.list_buckets()["Buckets"]):
+        versions: list[tuple[Any, ...]] = []
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for v in page.get("Versions", []):
+                # Bodies are compared byte for byte where they must stay unchanged; the ETag
+                # (an MD5 of the body) is enough for the objects the cleanup removes.
+                digest = v["ETag"]
+                if not _of_pr_7(bucket + "/" + v["Key"]):
+                    body = s3.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+                    digest = hashlib.sha256(body["Body"].read()).hexdigest()
+                versions.append(("version", v["Key"], v["VersionId"], v["Size"], digest))
+            for m in page.get("DeleteMarkers", []):
+                versions.append(("marker", m["Key"], m["VersionId"], 0, ""))
+        uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        dump[bucket] = {
+            "objects": sorted(versions),
+            "uploads": sorted((u["Key"], u["UploadId"]) for u in uploads),
+        }
+    return dump
+
+
+def snapshot(world: World) -> dict[str, Any]:
+    """The whole platform: warehouse rows, SQLite file hashes, S3 contents."""
+    return {
+        "warehouse": warehouse_dump(world.warehouse_url),
+        "files": sqlite_files(world.warehouse_url),
+        "s3": s3_dump(world),
+    }
+
+
+def _of_pr_7(text: str) -> bool:
+    return "pr_7" in text or "pr-7" in text or "pr%5F7" in text
+
+
+def outside_pr_7(snap: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot without anything of namespace ``pr_7`` (its ledger rows included)."""
+    warehouse = {}
+    for name, rows in snap["warehouse"].items():
+        if _of_pr_7(name):
+            continue
+        warehouse[name] = [row for row in rows if not any(v == ("namespace", "pr_7") for v in row)]
+    files = {
+        name: digest
+        for name, digest in snap["files"].items()
+        if not _of_pr_7(name) and "dagster_branch" not in name
+    }
+    s3 = {
+        bucket: {kind: [e for e in entries if not _of_pr_7(repr(e))] for kind, entries in c.items()}
+        for bucket, c in snap["s3"].items()
+        if not _of_pr_7(bucket)
+    }
+    return {"warehouse": warehouse, "files": files, "s3": s3}
+
+
+def of_pr_7(snap: Mapping[str, Any]) -> list[str]:
+    """Everything of ``pr_7`` still in the snapshot, except dropped ledger rows (audit)."""
+    left = [name for name in snap["warehouse"] if _of_pr_7(name)]
+    for _name, rows in snap["warehouse"].items():
+        for row in rows[1:]:
+            values = dict(row)
+            if values.get("namespace") == "pr_7" and values.get("dropped_at") is None:
+                left.append(f"live ledger row {values.get('kind')} {values.get('name')}")
+    left += [name for name in snap["files"] if _of_pr_7(name)]
+    for bucket, content in snap["s3"].items():
+        if _of_pr_7(bucket):
+            left.append(f"bucket {bucket}")
+        left += [
+            f"{bucket}: {e[:2]}" for kind in content for e in content[kind] if _of_pr_7(repr(e))
+        ]
+    return left
