@@ -382,7 +382,7 @@ def sensor_table(contenders: list[Measured], pulls: int, live: int, closed: int)
     table.notes.append(
         f"est.: the measured loopback time plus {RTT_MS} ms per request, a typical round trip "
         "to api.github.com (each contender sends its requests one after another); Dagster's "
-        "sensor timeout in Dagster is 60 s."
+        "default sensor timeout is 60 s."
     )
     table.notes.append(
         "after each of those ticks the cleanup job's removal runs for the closed namespaces "
