@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_branch import build_branch_cleanup_job
+from dagster_branch import BranchDatabaseResource, BranchTableIOManager, build_branch_cleanup_job
 from dagster_branch.cleanup.job import CleanupOutcome
 from tests.cleanup.folder_store import FolderStore
 from tests.cleanup.helpers import cleanup_config, failure_text
@@ -151,3 +151,31 @@ def test_store_keys_are_checked_when_the_job_is_built() -> None:
         build_branch_cleanup_job(store_keys=())
     with pytest.raises(ValueError, match="own key"):
         build_branch_cleanup_job(store_keys=("warehouse",), source_key="warehouse")
+
+
+def test_a_code_location_whose_io_manager_writes_tables_gives_the_job_its_own(
+    root: Path, tmp_path: Path, duckdb_url: str
+) -> None:
+    # A warehouse IO manager bound as the default "io_manager" cannot store the plan; the job
+    # then names a pickling IO manager of its own, and the table IO manager never sees a value.
+    defs = dg.Definitions(
+        jobs=[
+            build_branch_cleanup_job(
+                store_keys=("warehouse",), source_key=None, io_manager_key="cleanup_io"
+            )
+        ],
+        resources={
+            "warehouse": FolderStore(root=str(root)),
+            "io_manager": BranchTableIOManager(
+                database=BranchDatabaseResource(url=duckdb_url, base_schema="analytics")
+            ),
+            "cleanup_io": dg.FilesystemIOManager(base_dir=str(tmp_path / "values")),
+        },
+    )
+    result = defs.get_job_def("branch_cleanup").execute_in_process(
+        run_config=cleanup_config(require_closed=False)
+    )
+    assert result.success
+    assert not (root / "analytics__pr_7").exists()
+    assert sorted(p.name for p in (tmp_path / "values").rglob("*") if p.is_file())  # pickled
+    assert not (tmp_path / "warehouse.duckdb").exists()  # no table was written
