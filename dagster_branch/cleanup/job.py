@@ -24,287 +24,23 @@ no source, and then every run must say ``require_closed: false`` or ``verify`` r
 missing source can therefore never silently turn into "closed".
 """
 
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
-from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
-from dagster_branch.cleanup.report import (
-    StoreRemoval,
-    failures_of,
-    plan_metadata,
-    removal_metadata,
+from dagster_branch.cleanup.ops import (
+    BranchCleanupConfig,
+    CleanupOutcome,
+    CleanupTicket,
+    plan_op,
+    record_op,
+    removal_op,
+    verify_op,
 )
-from dagster_branch.cleanup.verify import DEFAULT_MAX_OBJECTS, check_plan, refusal_message
-from dagster_branch.errors import (
-    CleanupIncompleteError,
-    DagsterBranchConfigError,
-    DagsterBranchError,
-)
-from dagster_branch.inventory import BranchStore, OwnedObject, RemovalResult
-from dagster_branch.pull_requests import PullRequestState
-from dagster_branch.sources.base import PullRequestSource
+from dagster_branch.errors import DagsterBranchConfigError
 
 __all__ = ["BranchCleanupConfig", "CleanupOutcome", "CleanupTicket", "build_branch_cleanup_job"]
-
-
-class BranchCleanupConfig(dg.Config):
-    """Run config of the ``plan`` op: which namespace to clean, and how carefully."""
-
-    namespace: str = Field(description="The branch namespace to clean, for example 'pr_42'.")
-    dry_run: bool = Field(
-        default=False, description="Plan, verify and report what would be removed; remove nothing."
-    )
-    max_objects: int = Field(
-        default=DEFAULT_MAX_OBJECTS,
-        ge=0,
-        description="Circuit breaker: refuse to remove more than this many objects "
-        "(schemas, tables, prefixes, buckets) in one run.",
-    )
-    require_closed: bool = Field(
-        default=True,
-        description="Ask the pull-request source again right before deleting, and stop unless "
-        "the PR is closed or merged.",
-    )
-
-
-@dataclass(frozen=True)
-class CleanupTicket:
-    """What flows from op to op: the plan, the run's options and, once verified, the PR."""
-
-    plan: CleanupPlan
-    dry_run: bool = False
-    max_objects: int = DEFAULT_MAX_OBJECTS
-    require_closed: bool = True
-    pull_request: PullRequestState | None = None
-    verified: bool = False
-
-
-@dataclass(frozen=True)
-class CleanupOutcome:
-    """The record op's output: what every store did (read it with ``output_for_node``)."""
-
-    plan: CleanupPlan
-    removals: tuple[StoreRemoval, ...]
-    dry_run: bool
-
-    def results(self) -> list[RemovalResult]:
-        """Every store's results, in plan order."""
-        return [result for removal in self.removals for result in removal.results]
-
-
-@contextmanager
-def _failures_as_dagster(namespace: str | None) -> Iterator[None]:
-    """Turn library errors into :class:`dagster.Failure` with metadata (no Python traceback)."""
-    try:
-        yield
-    except DagsterBranchError as exc:
-        raise dg.Failure(
-            description=str(exc),
-            metadata={
-                "namespace": dg.MetadataValue.text(namespace or "-"),
-                "error": dg.MetadataValue.text(type(exc).__name__),
-            },
-            allow_retries=False,
-        ) from exc
-
-
-def _store(context: dg.OpExecutionContext, key: str) -> BranchStore:
-    resource = getattr(context.resources, key)
-    if not isinstance(resource, BranchStore):
-        raise DagsterBranchConfigError(
-            f"The resource under key {key!r} is a {type(resource).__name__}, which is not a "
-            "branch-aware store: bind a BranchDatabaseResource or BranchS3Resource there, or "
-            "remove the key from store_keys."
-        )
-    return resource
-
-
-def _source(context: dg.OpExecutionContext, key: str | None) -> PullRequestSource | None:
-    if key is None:
-        return None
-    resource = getattr(context.resources, key)
-    if not isinstance(resource, PullRequestSource):
-        raise DagsterBranchConfigError(
-            f"The resource under key {key!r} is a {type(resource).__name__}, which is not a "
-            "pull-request source: bind one of dagster_branch.sources there."
-        )
-    return resource
-
-
-def _plan_op(job_name: str, store_keys: Sequence[str], io_key: str) -> dg.OpDefinition:
-    @dg.op(
-        name=f"{job_name}_plan",
-        description="Inventory of every branch-aware store for the namespace (ledger and "
-        "discovery), deduplicated.",
-        required_resource_keys=set(store_keys),
-        out=dg.Out(io_manager_key=io_key),
-        tags={"kind": "dagster-branch"},
-    )
-    def plan_op(
-        context: dg.OpExecutionContext, config: BranchCleanupConfig
-    ) -> dg.Output[CleanupTicket]:
-        with _failures_as_dagster(config.namespace):
-            stores = {key: _store(context, key) for key in store_keys}
-            plan = build_cleanup_plan(config.namespace, stores)
-        context.log.info(
-            f"{len(plan)} object(s) of {plan.namespace} planned across "
-            f"{', '.join(store_keys)}: {plan.counts() or 'nothing to remove'}"
-        )
-        ticket = CleanupTicket(
-            plan=plan,
-            dry_run=config.dry_run,
-            max_objects=config.max_objects,
-            require_closed=config.require_closed,
-        )
-        return dg.Output(ticket, metadata=plan_metadata(plan))
-
-    return plan_op
-
-
-def _verify_op(
-    job_name: str, store_keys: Sequence[str], source_key: str | None, io_key: str
-) -> dg.OpDefinition:
-    @dg.op(
-        name=f"{job_name}_verify",
-        description="Refuse production, protected names, objects whose names do not parse back "
-        "to the namespace, oversized plans, and a PR that is not closed (asked again now).",
-        required_resource_keys={*store_keys, *([source_key] if source_key else [])},
-        out=dg.Out(io_manager_key=io_key),
-        tags={"kind": "dagster-branch"},
-    )
-    def verify_op(context: dg.OpExecutionContext, ticket: CleanupTicket) -> CleanupTicket:
-        plan = ticket.plan
-        with _failures_as_dagster(plan.namespace.key):
-            stores = {key: _store(context, key) for key in store_keys}
-            source = _source(context, source_key)
-        verdict = check_plan(
-            plan,
-            stores,
-            source=source,
-            require_closed=ticket.require_closed,
-            max_objects=ticket.max_objects,
-            source_key=source_key,
-        )
-        if verdict.reasons:
-            raise dg.Failure(
-                description=refusal_message(plan, verdict.reasons),
-                metadata={
-                    "namespace": dg.MetadataValue.text(plan.namespace.key),
-                    "error": dg.MetadataValue.text("CleanupRefusedError"),
-                    "reasons": dg.MetadataValue.md(
-                        "\n".join(f"- {reason}" for reason in verdict.reasons)
-                    ),
-                },
-                allow_retries=False,
-            )
-        state = verdict.pull_request
-        context.log.info(
-            f"Verified {len(plan)} object(s) of {plan.namespace}"
-            + (f"; its PR is {state.state.value}" if state is not None else "")
-            + (" (dry run: nothing will be removed)" if ticket.dry_run else "")
-        )
-        return replace(ticket, pull_request=state, verified=True)
-
-    return verify_op
-
-
-def _complete(
-    objects: Sequence[OwnedObject], results: Sequence[RemovalResult]
-) -> list[RemovalResult]:
-    """Every planned object gets a result; one the store left out counts as a failure."""
-    answered = {result.obj for result in results}
-    missing = [
-        RemovalResult(obj=obj, removed=False, error="the store returned no result for it")
-        for obj in objects
-        if obj not in answered
-    ]
-    return [*results, *missing]
-
-
-def _removal_op(job_name: str, store_key: str, io_key: str) -> dg.OpDefinition:
-    @dg.op(
-        name=f"{job_name}_remove_from_{store_key}",
-        description=f"Remove the namespace's objects from the {store_key!r} store, each "
-        "handled separately; failures are collected, not raised, so every object is attempted.",
-        required_resource_keys={store_key},
-        out=dg.Out(io_manager_key=io_key),
-        tags={"kind": "dagster-branch"},
-    )
-    def remove_op(context: dg.OpExecutionContext, ticket: CleanupTicket) -> dg.Output[StoreRemoval]:
-        if not ticket.verified:  # never reachable through the job's graph; a guard for reuse
-            raise dg.Failure(description="The cleanup plan was not verified; nothing removed.")
-        objects = ticket.plan.objects_for(store_key)
-        started = time.time()
-        if not objects:
-            context.log.info(f"{ticket.plan.namespace} owns nothing in {store_key!r}.")
-            results: list[RemovalResult] = []
-        else:
-            verb = "Dry run: would remove" if ticket.dry_run else "Removing"
-            context.log.info(f"{verb} {len(objects)} object(s) from {store_key!r}.")
-            with _failures_as_dagster(ticket.plan.namespace.key):
-                store = _store(context, store_key)
-            try:
-                results = list(
-                    store.remove_objects(objects, dry_run=ticket.dry_run, log=context.log)
-                )
-            except DagsterBranchError as exc:
-                # The whole store failed (unreachable, no rights): report each object, and let
-                # the other stores finish; record fails the run with every failure listed.
-                context.log.error(f"The {store_key!r} store failed before removing anything: {exc}")
-                results = [
-                    RemovalResult(obj=obj, removed=False, error=f"not attempted: {exc}")
-                    for obj in objects
-                ]
-            results = _complete(objects, results)
-        removal = StoreRemoval(
-            store_key=store_key,
-            results=tuple(results),
-            started_at=started,
-            finished_at=time.time(),
-            dry_run=ticket.dry_run,
-        )
-        for failure in failures_of([removal]):
-            context.log.warning(f"Not removed: {failure}")
-        return dg.Output(removal, metadata=removal_metadata([removal]))
-
-    return remove_op
-
-
-def _record_op(job_name: str, io_key: str) -> dg.OpDefinition:
-    @dg.op(
-        name=f"{job_name}_record",
-        description="Attach what was removed to the run (table, totals, duration, time since "
-        "the PR closed), and fail the run listing every object that could not be removed.",
-        out=dg.Out(io_manager_key=io_key),
-        tags={"kind": "dagster-branch"},
-    )
-    def record_op(
-        context: dg.OpExecutionContext, ticket: CleanupTicket, removals: list[StoreRemoval]
-    ) -> dg.Output[CleanupOutcome]:
-        ordered = tuple(sorted(removals, key=lambda r: ticket.plan.store_keys.index(r.store_key)))
-        metadata = removal_metadata(ordered, pull_request=ticket.pull_request)
-        failures = failures_of(ordered)
-        if failures:
-            error = CleanupIncompleteError(failures)
-            raise dg.Failure(
-                description=f"Cleanup of {ticket.plan.namespace} is incomplete. {error}",
-                metadata={**metadata, "error": dg.MetadataValue.text(type(error).__name__)},
-                allow_retries=False,
-            )
-        outcome = CleanupOutcome(plan=ticket.plan, removals=ordered, dry_run=ticket.dry_run)
-        context.log.info(
-            f"{'Dry run of' if ticket.dry_run else 'Cleaned'} {ticket.plan.namespace}: "
-            f"{len(outcome.results())} object(s) across {len(ordered)} store(s)."
-        )
-        return dg.Output(outcome, metadata=metadata)
-
-    return record_op
 
 
 def _check_keys(store_keys: Sequence[str], source_key: str | None) -> tuple[str, ...]:
@@ -365,10 +101,10 @@ def build_branch_cleanup_job(
         )
     """
     keys = _check_keys(store_keys, source_key)
-    plan_op = _plan_op(name, keys, io_manager_key)
-    verify_op = _verify_op(name, keys, source_key, io_manager_key)
-    removal_ops = {key: _removal_op(name, key, io_manager_key) for key in keys}
-    record_op = _record_op(name, io_manager_key)
+    plan = plan_op(name, keys, io_manager_key).alias("plan")
+    verify = verify_op(name, keys, source_key, io_manager_key).alias("verify")
+    removals = [removal_op(name, key, io_manager_key).alias(f"remove_from_{key}") for key in keys]
+    record = record_op(name, io_manager_key).alias("record")
 
     @dg.job(
         name=name,
@@ -377,10 +113,8 @@ def build_branch_cleanup_job(
         tags={"dagster-branch/job": "cleanup", **(tags or {})},
     )
     def cleanup_job() -> None:
-        verified = verify_op.alias("verify")(plan_op.alias("plan")())
-        removals: list[Any] = [
-            removal_ops[key].alias(f"remove_from_{key}")(verified) for key in keys
-        ]
-        record_op.alias("record")(verified, removals)
+        verified = verify(plan())
+        results: list[Any] = [remove(verified) for remove in removals]
+        record(verified, results)
 
     return cleanup_job

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from dagster_branch.cleanup.plan import CleanupPlan
 from dagster_branch.context import DeploymentContext
-from dagster_branch.errors import CleanupRefusedError, DagsterBranchError, SourceError
+from dagster_branch.errors import CleanupRefusedError, DagsterBranchError
 from dagster_branch.inventory import BranchStore
 from dagster_branch.pull_requests import PullRequestState
 from dagster_branch.sources.base import PullRequestSource
@@ -92,7 +92,7 @@ def _pull_request_reasons(
         ], None
     try:
         state = source.state_of(plan.namespace)
-    except SourceError as exc:
+    except DagsterBranchError as exc:  # SourceError, or a source that is misconfigured
         return [
             f"The pull-request source could not tell whether {plan.namespace} is closed ({exc}); "
             "nothing is removed until it can. Run again later."
