@@ -53,12 +53,24 @@ def s3_goals(figures: dict[str, Any]) -> list[str]:
             f"S3 purge: {per_1000:.2f} requests per 1,000 objects (goal <= 2.1): {verdict}"
         )
         walls = {name: _median(c["walls"]) * ours["keys"] / c["keys"] for name, c in plain.items()}
-        fastest = min(walls, key=lambda name: walls[name])
-        runner_up = sorted(walls.values())[1] if len(walls) > 1 else float("nan")
-        verdict = "met" if fastest == "dagster-branch" else f"NOT met ({fastest} was faster)"
+        others = {name: wall for name, wall in walls.items() if name != "dagster-branch"}
+        best_other = min(others, key=lambda name: others[name])
+        verdict = "met" if walls["dagster-branch"] <= others[best_other] else "NOT met"
         lines.append(
-            f"S3 purge: fastest wall time of the {len(walls)} (goal): {verdict}; "
-            f"dagster-branch {walls['dagster-branch']:.2f}s, next best {runner_up:.2f}s"
+            f"S3 purge: fastest wall time of the {len(walls)} (goal): {verdict}; dagster-branch "
+            f"{walls['dagster-branch']:.2f}s, best other: {best_other} {others[best_other]:.2f}s"
+        )
+    versioned = figures.get("versioned", {})
+    if "dagster-branch" in versioned:
+        complete = {
+            name: _median(c["walls"]) * versioned["dagster-branch"]["keys"] / c["keys"]
+            for name, c in versioned.items()
+            if not any(c["left"][-1].values())
+        }
+        fastest = min(complete, key=lambda name: complete[name])
+        lines.append(
+            f"S3 purge, versioned: fastest of the {len(complete)} that removed every version: "
+            f"{fastest} ({complete[fastest]:.2f}s)"
         )
     return lines
 
