@@ -47,7 +47,6 @@ from _common import (
     Table,
     base_parser,
     emit,
-    free_port,
     median,
     ratio,
     scratch_dir,
@@ -60,6 +59,7 @@ from dagster_branch.naming import Namespace
 from dagster_branch.resources.database import BranchDatabaseResource
 from dagster_branch.sensors import build_branch_cleanup_sensor
 from dagster_branch.sources.github import GitHubPullRequests
+from dagster_branch.testing import free_port
 
 REPOSITORY = "acme/warehouse"
 TOKEN = "bench-token"  # the stand-in accepts anything; never a real token
