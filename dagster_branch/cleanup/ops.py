@@ -8,6 +8,7 @@ can share a code location) and reaches the stores and the PR source only through
 
 # No `from __future__ import annotations` here: Dagster resolves the ops' annotations (the
 # Config class, the input types) when the ops are defined.
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,14 +35,18 @@ from dagster_branch.pull_requests import PullRequestState
 from dagster_branch.sources.base import PullRequestSource
 
 __all__ = [
+    "RETRY_DELAY_SECONDS",
     "BranchCleanupConfig",
     "CleanupOutcome",
     "CleanupTicket",
     "plan_op",
     "record_op",
     "removal_op",
+    "remove_from_store",
     "verify_op",
 ]
+
+RETRY_DELAY_SECONDS = 1.0
 
 
 class BranchCleanupConfig(dg.Config):
@@ -218,6 +223,57 @@ def _complete(
     return [*results, *missing]
 
 
+def _attempt(
+    store: BranchStore,
+    store_key: str,
+    objects: Sequence[OwnedObject],
+    *,
+    dry_run: bool,
+    log: logging.Logger,
+) -> list[RemovalResult]:
+    try:
+        results = list(store.remove_objects(objects, dry_run=dry_run, log=log))
+    except DagsterBranchError as exc:
+        # The whole store failed (unreachable, no rights): report each object, and let the
+        # other stores finish; record fails the run with every failure listed.
+        log.error(f"The {store_key!r} store failed before removing anything: {exc}")
+        results = [
+            RemovalResult(obj=obj, removed=False, error=f"not attempted: {exc}") for obj in objects
+        ]
+    return _complete(objects, results)
+
+
+def remove_from_store(
+    store: BranchStore,
+    store_key: str,
+    objects: Sequence[OwnedObject],
+    *,
+    dry_run: bool,
+    log: logging.Logger,
+    retry_delay_seconds: float = RETRY_DELAY_SECONDS,
+) -> list[RemovalResult]:
+    """Ask ``store`` to remove ``objects``; the ones that failed are tried once more.
+
+    A second attempt after a pause clears what is transient: a concurrent cleanup of the same
+    namespace holding the object (DuckDB reports a write-write conflict), a connection dropped
+    between two statements. Removal is idempotent, so the retry is safe; what still fails is
+    reported, and the ledger keeps it for the next run.
+    """
+    results = _attempt(store, store_key, objects, dry_run=dry_run, log=log)
+    if dry_run:
+        return results
+    failed = [r.obj for r in results if r.error or not (r.removed or r.pending)]
+    if not failed:
+        return results
+    log.warning(
+        f"{len(failed)} object(s) of {store_key!r} could not be removed; trying them once more "
+        f"in {retry_delay_seconds:g}s."
+    )
+    time.sleep(retry_delay_seconds)
+    retried = {r.obj: r for r in _attempt(store, store_key, failed, dry_run=False, log=log)}
+    return [retried.get(r.obj, r) for r in results]
+
+
 def removal_op(job_name: str, store_key: str, io_key: str) -> dg.OpDefinition:
     @dg.op(
         name=f"{job_name}_remove_from_{store_key}",
@@ -240,19 +296,9 @@ def removal_op(job_name: str, store_key: str, io_key: str) -> dg.OpDefinition:
             context.log.info(f"{verb} {len(objects)} object(s) from {store_key!r}.")
             with _failures_as_dagster(ticket.plan.namespace.key):
                 store = _store(context, store_key)
-            try:
-                results = list(
-                    store.remove_objects(objects, dry_run=ticket.dry_run, log=context.log)
-                )
-            except DagsterBranchError as exc:
-                # The whole store failed (unreachable, no rights): report each object, and let
-                # the other stores finish; record fails the run with every failure listed.
-                context.log.error(f"The {store_key!r} store failed before removing anything: {exc}")
-                results = [
-                    RemovalResult(obj=obj, removed=False, error=f"not attempted: {exc}")
-                    for obj in objects
-                ]
-            results = _complete(objects, results)
+            results = remove_from_store(
+                store, store_key, objects, dry_run=ticket.dry_run, log=context.log
+            )
         removal = StoreRemoval(
             store_key=store_key,
             results=tuple(results),

@@ -40,10 +40,12 @@ def test_a_connection_lost_between_two_drops_is_finished_by_the_next_run(
     assert url.host and url.port
 
     with TcpFaultProxy(url.host, url.port) as proxy:
-        proxy.drop_before(b"DROP TABLE", occurrence=2)  # the link dies before the second drop
+        # The link dies before the second drop, and again when the job retries that drop.
+        proxy.drop_before(b"DROP TABLE", occurrence=3)
+        proxy.drop_before(b"DROP TABLE", occurrence=2)
         through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
         first = run_cleanup(world, stores=world.stores(warehouse=world.warehouse(through_proxy)))
-        assert proxy.fired == 1
+        assert proxy.fired == 2
 
     assert not first.success
     assert failed_steps(first) == {"record"}  # every store attempted everything first
@@ -62,6 +64,27 @@ def test_a_connection_lost_between_two_drops_is_finished_by_the_next_run(
     second = run_cleanup(world)
 
     assert [r.obj for r in outcome_of(second).results()] == remaining  # retried only that
+    after = snapshot(world)
+    assert of_pr_7(after) == []
+    assert outside_pr_7(after) == outside_pr_7(before)
+
+
+def test_a_connection_lost_once_is_retried_within_the_same_run(
+    postgres_url: str, s3_endpoint: str, run_cleanup: RunCleanup
+) -> None:
+    world = World(warehouse_url=postgres_url, s3_endpoint=s3_endpoint, strategy="table_prefix")
+    world.build()
+    before = snapshot(world)
+    url = sa.make_url(postgres_url)
+    assert url.host and url.port
+
+    with TcpFaultProxy(url.host, url.port) as proxy:
+        proxy.drop_before(b"DROP TABLE", occurrence=2)  # once: the retry goes through
+        through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+        result = run_cleanup(world, stores=world.stores(warehouse=world.warehouse(through_proxy)))
+        assert proxy.fired == 1
+
+    assert outcome_of(result).results()
     after = snapshot(world)
     assert of_pr_7(after) == []
     assert outside_pr_7(after) == outside_pr_7(before)
