@@ -39,7 +39,7 @@ from dagster_branch import (
 )
 from dagster_branch.cleanup.plan import CleanupPlan, PlannedObject
 from dagster_branch.cleanup.verify import check_plan
-from dagster_branch.dialects import sqlite_schema_path
+from dagster_branch.dialects import capabilities_for, sqlite_schema_path
 from dagster_branch.naming import (
     bucket_name,
     namespace_of_bucket,
@@ -107,6 +107,11 @@ class World:
         return f"sqlite:///{self.folder / 'lake-ledger.sqlite'}"
 
     @property
+    def max_identifier_bytes(self) -> int:
+        """The dialect's identifier limit: names past it are shortened with a hash."""
+        return capabilities_for(self.config.backend).max_identifier_bytes
+
+    @property
     def branch_bucket(self) -> str | None:
         c = self.config
         return (
@@ -172,7 +177,7 @@ def _write_as(world: World, namespace: Namespace | None, monkeypatch: pytest.Mon
     if namespace is not None:
         c = world.config
         if c.db_strategy == "schema":
-            db = ("schema", schema_name(c.base, namespace))
+            db = ("schema", schema_name(c.base, namespace, max_length=world.max_identifier_bytes))
         else:
             db = ("table", f"dev_shared.{table_name('orders', namespace)}")
         if c.s3_strategy == "prefix":
@@ -299,7 +304,7 @@ def _independent_owner(world: World, planned: PlannedObject) -> Namespace | None
     """The namespace the object's name parses back to, by the naming rules alone."""
     obj, c = planned.obj, world.config
     if obj.kind is ObjectKind.SCHEMA:
-        return namespace_of_schema(obj.name, c.base)
+        return namespace_of_schema(obj.name, c.base, max_length=world.max_identifier_bytes)
     if obj.kind is ObjectKind.TABLE:
         return namespace_of_table(obj.name) if obj.container == "dev_shared" else None
     if obj.kind is ObjectKind.PREFIX:
@@ -329,7 +334,8 @@ def _foreign_objects(world: World, target: Namespace) -> list[PlannedObject]:
     forged: list[PlannedObject] = []
     schemas = {c.base, "dagster_branch", "dev_shared", "main", *c.protected}
     schemas |= {f"{c.base}__{ns.key}x" for ns in world.owned} | {f"other__{target.key}"}
-    schemas |= {schema_name(c.base, ns) for ns in world.owned if ns != target}
+    limit = world.max_identifier_bytes
+    schemas |= {schema_name(c.base, ns, max_length=limit) for ns in world.owned if ns != target}
     for schema in schemas:
         forged.append(
             PlannedObject("warehouse", OwnedObject(target, backend, ObjectKind.SCHEMA, schema))
