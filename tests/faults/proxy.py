@@ -732,14 +732,15 @@ class TcpFaultProxy(_Bounded):
         return max(len(t.pattern) for t in self.triggers) - 1 or 1
 
     def _should_drop(self, window: bytes) -> bool:
+        fired = False
         with self._lock:
             for trigger in self.triggers:
                 if trigger.fired:
                     continue
-                trigger.seen += window.count(trigger.pattern)
-                if trigger.seen >= trigger.occurrence:
-                    trigger.fired = True
+                hits = window.count(trigger.pattern)
+                trigger.seen += hits
+                if hits and trigger.seen >= trigger.occurrence:
+                    trigger.fired = fired = True
                     if trigger.then_refuse:
                         self.refusing = True
-                    return True
-        return False
+        return fired

@@ -42,30 +42,11 @@ def _stores(url: str) -> dict[str, Any]:
     return {base: warehouse(url, base_schema=base, store_key=base) for base in BASES}
 
 
-def _schemas(url: str) -> set[str]:
-    import sqlalchemy as sa
-
-    from dagster_branch.dialects import list_schema_names
-
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {s for s in list_schema_names(conn) if s.startswith(BASES)}
-    finally:
-        engine.dispose()
-
-
 def _without(snapshot: dict[str, str], *names: str) -> dict[str, str]:
     return {k: v for k, v in snapshot.items() if k not in names}
 
 
-def _schemas_of_everyone(url: str) -> set[str]:
-    return {"analytics", "marts", "analytics__pr_8", "marts__pr_8"} | {
-        s for s in _schemas(url) if s.endswith("pr_7")
-    }
-
-
-def test_connection_dropped_between_two_schema_drops(
+def test_connection_dropped_between_two_schema_drops_is_retried_within_the_run(
     postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
 ) -> None:
     proxy, proxied_url = postgres_proxy
@@ -74,14 +55,34 @@ def test_connection_dropped_between_two_schema_drops(
     assert live_ledger(postgres_url, "pr_7") == {"analytics:analytics__pr_7", "marts:marts__pr_7"}
     proxy.drop_before(b"DROP SCHEMA", occurrence=2)
 
-    first = run_cleanup(_stores(proxied_url), "pr_7")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_cleanup(_stores(proxied_url), "pr_7", instance=instance)
+        messages = run_log_messages(instance, result)
 
     assert proxy.fired == 1
+    assert result.success, failure_text(result)
+    assert any("marts__pr_7" in m and "server closed the connection" in m for m in messages)
+    assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7", "marts__pr_7")
+    assert live_ledger(postgres_url, "pr_7") == set()
+    assert live_ledger(postgres_url, "pr_8") == {"analytics:analytics__pr_8", "marts:marts__pr_8"}
+
+
+def test_connection_dropped_again_on_the_retry_fails_the_run_and_a_rerun_completes(
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+) -> None:
+    proxy, proxied_url = postgres_proxy
+    _build_world(postgres_url, deploy)
+    before = database_snapshot(postgres_url)
+    proxy.drop_before(b"DROP SCHEMA", occurrence=2)
+    proxy.drop_before(b"DROP SCHEMA", occurrence=3)  # the retry within the run, cut too
+
+    first = run_cleanup(_stores(proxied_url), "pr_7")
+
+    assert proxy.fired == 2
     assert not first.success
     message = failure_text(first)
     assert "marts__pr_7" in message and "run the cleanup again" in message
     assert "analytics__pr_7" not in message.split("retry only these")[-1]
-    assert _schemas(postgres_url) == _schemas_of_everyone(postgres_url) - {"analytics__pr_7"}
     assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7")
     assert live_ledger(postgres_url, "pr_7") == {"marts:marts__pr_7"}  # exactly what is left
 
