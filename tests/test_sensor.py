@@ -121,7 +121,7 @@ def test_a_merged_pull_request_gets_one_cleanup_run(
         github.add(number)
     merged_at = NOW - timedelta(hours=2)
     github.close(1, merged=True, at=merged_at)
-    github.close(3, at=NOW - timedelta(minutes=2))  # still within the grace period
+    github.close(3, at=datetime.now(timezone.utc) - timedelta(minutes=2))  # within the grace
     warehouse.create(pr(1), pr(2))
     lake.create(pr(1), pr(3))
     defs = definitions(github, warehouse, lake)
