@@ -9,7 +9,10 @@ those of a run launched by the sensor.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -40,6 +43,8 @@ from dagster_branch.naming import Namespace
 __all__ = ["cleanup", "plan"]
 
 DEFAULT_JOB = "branch_cleanup"
+# The tag the sensor puts on the runs it requests, so CLI runs are found the same way.
+TAG_NAMESPACE = "dagster-branch/namespace"
 # The job tags its failures with the library error's class name.
 _EXIT_CODES = {"CleanupRefusedError": EXIT_REFUSED, "CleanupIncompleteError": EXIT_INCOMPLETE}
 
@@ -115,11 +120,15 @@ def plan(
         _echo_plan(cleanup_plan, verdict)
 
 
-def _instance() -> dg.DagsterInstance:
-    """The instance of ``DAGSTER_HOME`` when set (the run shows in the UI), else a throwaway."""
+@contextlib.contextmanager
+def _instance() -> Iterator[dg.DagsterInstance]:
+    """The instance of ``DAGSTER_HOME`` when set (the run shows in the UI), else a throwaway
+    one whose files are removed afterwards."""
     if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
+        yield dg.DagsterInstance.get()
+        return
+    with tempfile.TemporaryDirectory(prefix="dagster-branch-cli-") as folder:
+        yield dg.DagsterInstance.ephemeral(tempdir=folder)
 
 
 def _failure_of(result: dg.ExecuteInProcessResult) -> CommandFailed:
@@ -154,6 +163,16 @@ def _echo_outcome(outcome: CleanupOutcome) -> None:
     click.echo(f"{verb} {outcome.plan.namespace}.")
 
 
+def _cleanup_job(defs: dg.Definitions, job_name: str) -> dg.JobDefinition:
+    try:
+        return defs.resolve_job_def(job_name)
+    except dg.DagsterInvariantViolationError as exc:
+        raise failure(
+            f"These Definitions have no job {job_name!r}: add branch_cleanup_definitions(...) "
+            "to them, or name the job with --job."
+        ) from exc
+
+
 def run_cleanup_job(
     defs: dg.Definitions,
     namespace: Namespace,
@@ -168,29 +187,25 @@ def run_cleanup_job(
     Raises:
         CommandFailed: the run failed; the exit code tells refusal from partial failure.
     """
-    try:
-        job = defs.resolve_job_def(job_name)
-    except dg.DagsterInvariantViolationError as exc:
-        raise failure(
-            f"These Definitions have no job {job_name!r}: add branch_cleanup_definitions(...) "
-            "to them, or name the job with --job."
-        ) from exc
+    job = _cleanup_job(defs, job_name)
     config = {"namespace": namespace.key, "dry_run": dry_run, "require_closed": require_closed}
     # The run's own event log is kept (in DAGSTER_HOME when set); the terminal gets the summary.
     log_level = "DEBUG" if verbose else "CRITICAL"
-    result = job.execute_in_process(
-        run_config={
-            "ops": {"plan": {"config": config}},
-            "loggers": {"console": {"config": {"log_level": log_level}}},
-        },
-        instance=_instance(),
-        tags={"dagster-branch/namespace": namespace.key, "dagster-branch/trigger": "cli"},
-        raise_on_error=False,
-    )
-    if not result.success:
-        raise _failure_of(result)
-    outcome = result.output_for_node("record")
-    assert isinstance(outcome, CleanupOutcome)
+    with _instance() as instance:
+        result = job.execute_in_process(
+            run_config={
+                "ops": {"plan": {"config": config}},
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+            },
+            instance=instance,
+            tags={TAG_NAMESPACE: namespace.key, "dagster-branch/trigger": "cli"},
+            raise_on_error=False,
+        )
+        if not result.success:
+            raise _failure_of(result)
+        outcome = result.output_for_node("record")
+    if not isinstance(outcome, CleanupOutcome):
+        raise failure(f"Job {job_name!r} is not a dagster-branch cleanup job.")
     return outcome
 
 
@@ -223,6 +238,7 @@ def cleanup(
     """Remove everything one namespace owns, by running the cleanup job in process."""
     target = resolve_namespace(namespace, pull_request, branch)
     defs = load_target(module_name, python_file)
+    _cleanup_job(defs, job_name)  # fail before asking anything if there is no such job
     cleanup_plan, verdict = _inspect(defs, target, require_closed=not no_pr_check)
     _echo_plan(cleanup_plan, verdict)
     if cleanup_plan.is_empty:

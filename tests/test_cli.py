@@ -1,0 +1,258 @@
+"""The ``dagster-branch`` command line against the example project on PostgreSQL and S3.
+
+Production and the branch deployments of PR 7 (merged) and PR 8 (open) materialize the example
+project into a PostgreSQL database and an S3 bucket on the test servers; the pull request
+states come from a GitHub API stand-in. The commands then run as a user types them (click's
+runner, in this process), and every assertion reads the stores directly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+from pytest_httpserver import HTTPServer
+
+from dagster_branch.cli import main
+from tests.sources.stand_ins import GitHubStandIn
+
+BUCKET = "shop-lake"
+TOKEN = "ghp_cli_secret_token_5d1e"
+PASSWORD = "pg-secret-pw-8c2a"  # the test server trusts loopback, so any password works
+
+
+def _forget_example_project() -> None:
+    """The CLI imports `example_project`, which builds its Definitions from the environment at
+    import: forget it so each command sees the environment of its test."""
+    for name in [m for m in sys.modules if m.split(".")[0] == "example_project"]:
+        del sys.modules[name]
+
+
+@dataclass
+class Shop:
+    """The example project materialized by production and two branch deployments."""
+
+    url: str
+    s3: Any
+    github: GitHubStandIn
+    monkeypatch: pytest.MonkeyPatch
+
+    def run(self, *args: str, input: str | None = None) -> Result:
+        _forget_example_project()
+        result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+        everything = result.output + (result.stderr if result.stderr_bytes else "")
+        assert TOKEN not in everything and PASSWORD not in everything  # secrets never printed
+        return result
+
+    def schemas(self) -> set[str]:
+        engine = sa.create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                names = conn.execute(sa.text("SELECT schema_name FROM information_schema.schemata"))
+                return {n for n in names.scalars() if n.startswith("analytics")}
+        finally:
+            engine.dispose()
+
+    def keys(self) -> set[str]:
+        listing = self.s3.list_objects_v2(Bucket=BUCKET)
+        return {item["Key"] for item in listing.get("Contents", [])}
+
+
+def _materialize(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    with monkeypatch.context() as phase:
+        for name, value in variables.items():
+            phase.setenv(name, value)
+        _forget_example_project()
+        from example_project.definitions import build_definitions
+
+        job = build_definitions().resolve_implicit_global_asset_job_def()
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        result = job.execute_in_process(run_config=quiet, instance=dg.DagsterInstance.ephemeral())
+        assert result.success
+
+
+@pytest.fixture
+def shop(
+    postgres_url: str,
+    s3_endpoint: str,
+    s3_client: Any,
+    httpserver: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Shop]:
+    url = sa.make_url(postgres_url).set(password=PASSWORD).render_as_string(hide_password=False)
+    github = GitHubStandIn(httpserver, repository="octo-org/shop", token=TOKEN)
+    now = datetime.now(timezone.utc)
+    github.add(7, head="feature/orders-v2", at=now - timedelta(hours=3))
+    github.add(8, head="feature/new-region", at=now - timedelta(hours=2))
+    github.close(7, merged=True, at=now - timedelta(hours=1))
+    s3_client.create_bucket(Bucket=BUCKET)
+    for name, value in {
+        "WAREHOUSE_URL": url,
+        "DATA_BUCKET": BUCKET,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "DAGSTER_BRANCH_PR_SOURCE": "github",
+        "GITHUB_REPOSITORY": "octo-org/shop",
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": github.api_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    _materialize(monkeypatch, DAGSTER_CLOUD_DEPLOYMENT_NAME="prod")
+    for number in ("7", "8"):
+        _materialize(
+            monkeypatch,
+            DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT="1",
+            DAGSTER_CLOUD_DEPLOYMENT_NAME=f"a1b2c3d4{number}",
+            DAGSTER_CLOUD_PULL_REQUEST_ID=number,
+        )
+    monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", "prod")  # the CLI runs in production
+    yield Shop(url=url, s3=s3_client, github=github, monkeypatch=monkeypatch)
+    _forget_example_project()
+
+
+PRODUCTION_KEYS = {"shop/exports/orders.csv"}
+PR_7_KEYS = {"_branches/pr_7/shop/exports/orders.csv"}
+PR_8_KEYS = {"_branches/pr_8/shop/exports/orders.csv"}
+EVERYTHING = {"analytics", "analytics__pr_7", "analytics__pr_8"}
+
+
+def test_context_shows_the_branch_deployment_and_its_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", "1")
+    monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", "5f2c0a9e1b7d")
+    monkeypatch.setenv("DAGSTER_CLOUD_PULL_REQUEST_ID", "42")
+    monkeypatch.setenv("DAGSTER_CLOUD_GIT_BRANCH", "feature/orders")
+
+    as_json = CliRunner().invoke(main, ["context", "--json"])
+    as_text = CliRunner().invoke(main, ["context"])
+
+    assert as_json.exit_code == 0
+    summary = json.loads(as_json.stdout)
+    assert summary["kind"] == "branch"
+    assert summary["namespace"] == "pr_42"
+    assert summary["git_branch"] == "feature/orders"
+    assert "namespace" in as_text.stdout and "pr_42" in as_text.stdout
+
+
+def test_context_names_a_malformed_variable_and_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", "1")
+    monkeypatch.setenv("DAGSTER_CLOUD_PULL_REQUEST_ID", "42; DROP SCHEMA analytics")
+
+    result = CliRunner().invoke(main, ["context"])
+
+    assert result.exit_code == 1
+    assert "DAGSTER_CLOUD_PULL_REQUEST_ID" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_plan_json_lists_the_merged_prs_objects_and_approves_them(shop: Shop) -> None:
+    result = shop.run("plan", "-m", "example_project", "--pr", "7", "--json")
+
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["namespace"] == "pr_7"
+    assert plan["stores"] == ["warehouse", "lake"]
+    found = {(o["store"], o["kind"], o["name"], o["container"]) for o in plan["objects"]}
+    assert found == {
+        ("warehouse", "schema", "analytics__pr_7", None),
+        ("lake", "prefix", "_branches/pr_7/", BUCKET),
+    }
+    assert plan["verification"]["approved"] is True
+    assert plan["verification"]["pull_request"]["state"] == "merged"
+    assert shop.schemas() == EVERYTHING  # plan only reads
+    assert shop.keys() == PRODUCTION_KEYS | PR_7_KEYS | PR_8_KEYS
+
+
+def test_an_open_pr_is_planned_but_its_cleanup_refused_with_exit_code_3(shop: Shop) -> None:
+    planned = shop.run("plan", "-m", "example_project", "--pr", "8")
+    cleaned = shop.run("cleanup", "-m", "example_project", "--pr", "8", "--yes")
+
+    assert planned.exit_code == 0, planned.output
+    assert "analytics__pr_8" in planned.stdout
+    assert "The cleanup job would refuse this plan now" in planned.stdout
+    assert "open" in planned.stdout
+    assert cleaned.exit_code == 3
+    assert "Nothing was removed: verification refused the cleanup of pr_8." in cleaned.output
+    assert shop.schemas() == EVERYTHING
+    assert shop.keys() == PRODUCTION_KEYS | PR_7_KEYS | PR_8_KEYS
+
+
+def test_dry_run_and_a_declined_confirmation_remove_nothing(shop: Shop) -> None:
+    dry = shop.run("cleanup", "-m", "example_project", "--pr", "7", "--dry-run")
+    declined = shop.run("cleanup", "-m", "example_project", "--pr", "7", input="n\n")
+
+    assert dry.exit_code == 0, dry.output
+    rows = [
+        line.split()
+        for line in dry.stdout.splitlines()
+        if line.endswith(("would remove  3", "would remove  1"))
+    ]
+    assert [row[:3] for row in rows] == [
+        ["warehouse", "schema", "analytics__pr_7"],
+        ["lake", "prefix", f"{BUCKET}/_branches/pr_7/"],
+    ]
+    assert "Dry run: nothing was removed from pr_7." in dry.stdout
+    assert declined.exit_code == 1
+    assert "Remove these 2 object(s) of pr_7? [y/N]" in declined.output
+    assert "Nothing was removed." in declined.output
+    assert shop.schemas() == EVERYTHING
+    assert shop.keys() == PRODUCTION_KEYS | PR_7_KEYS | PR_8_KEYS
+
+
+def test_cleanup_yes_removes_exactly_the_merged_prs_namespace(shop: Shop) -> None:
+    result = shop.run("cleanup", "-m", "example_project", "--pr", "7", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert "Cleaned pr_7." in result.stdout
+    assert shop.schemas() == {"analytics", "analytics__pr_8"}
+    assert shop.keys() == PRODUCTION_KEYS | PR_8_KEYS
+
+    again = shop.run("cleanup", "-m", "example_project", "--pr", "7", "--yes")
+    assert again.exit_code == 0
+    assert "pr_7 owns nothing in warehouse, lake: nothing to remove." in again.stdout
+
+
+def test_orphans_lists_what_the_sensor_would_clean(shop: Shop) -> None:
+    result = shop.run("orphans", "-m", "example_project", "--json")
+    everything = shop.run("orphans", "-m", "example_project", "--all")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["live"] == ["pr_7", "pr_8"]
+    assert [(n["namespace"], n["clean"], n["state"]) for n in report["namespaces"]] == [
+        ("pr_7", True, "merged")
+    ]
+    assert everything.exit_code == 0
+    lines = {line.split()[0]: line for line in everything.stdout.splitlines() if line[:3] == "pr_"}
+    assert "clean now" in lines["pr_7"]
+    assert "keep" in lines["pr_8"] and "open" in lines["pr_8"]
+    assert "1 of 2 live namespace(s) would be cleaned now" in everything.stdout
+
+
+def test_usage_errors_exit_2_and_say_what_to_pass() -> None:
+    runner = CliRunner()
+    no_target = runner.invoke(main, ["plan", "--pr", "7"])
+    bad_number = runner.invoke(main, ["plan", "-m", "example_project", "--pr", "7; rm -rf /"])
+    two_names = runner.invoke(main, ["plan", "-f", "x.py", "--pr", "7", "--namespace", "pr_7"])
+
+    assert no_target.exit_code == 2
+    assert "Give exactly one of -m MODULE or -f FILE" in no_target.output
+    assert bad_number.exit_code == 2 and "is not valid" in bad_number.output
+    assert two_names.exit_code == 2
+    assert "exactly one of --namespace, --pr or --branch" in two_names.output
+
+
+def test_a_module_that_does_not_exist_exits_1_with_advice() -> None:
+    result = CliRunner().invoke(main, ["plan", "-m", "no_such_project", "--pr", "7"])
+
+    assert result.exit_code == 1
+    assert "Module 'no_such_project' was not found" in result.output
+    assert "Traceback" not in result.output
