@@ -100,7 +100,7 @@ def lake() -> Any | None:
             "S3-compatible server) to enable them."
         )
         return None
-    from dagster_branch.resources.s3 import BranchS3Resource
+    from dagster_branch import BranchS3Resource
 
     # The ownership ledger lives in the warehouse, next to the warehouse's own records.
     return BranchS3Resource(
