@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -187,7 +188,12 @@ def remove_objects(
             results.append(RemovalResult(obj, removed=not dry_run, objects=count))
         progress.step()
     if not dry_run:
-        _mark_dropped(resource, engine, [r.obj for r in results if r.removed], log)
+        ledger_error = _mark_dropped(resource, engine, [r.obj for r in results if r.removed])
+        if ledger_error is not None:
+            # The objects are gone but their rows still say live: report it as a failure so the
+            # run says so; a rerun drops IF EXISTS (a no-op) and marks the rows then.
+            log.error("%d removed object(s): %s", sum(r.removed for r in results), ledger_error)
+            results = [replace(r, error=ledger_error) if r.removed else r for r in results]
     return results
 
 
@@ -275,22 +281,25 @@ def _remove_sqlite_schema(
 
 
 def _mark_dropped(
-    resource: BranchDatabaseResource,
-    engine: sa.Engine,
-    removed: list[OwnedObject],
-    log: logging.Logger,
-) -> None:
+    resource: BranchDatabaseResource, engine: sa.Engine, removed: list[OwnedObject]
+) -> str | None:
+    """Mark ``removed`` dropped in the ledger; the error to report if that failed, else ``None``."""
     ledger = resource.ledger(engine)
     if ledger is None or not removed:
-        return
+        return None
     entries = [
         LedgerEntry(o.namespace, resource.store_key, o.backend, o.kind, o.name, o.container)
         for o in removed
     ]
     try:
         ledger.mark_dropped(entries)
-    except LedgerError as exc:  # the objects are gone; a rerun finds nothing and retries this
-        log.warning("Removed objects but could not update the ledger: %s", exc)
+    except LedgerError as exc:
+        cause = db_error_text(exc.__cause__) if exc.__cause__ is not None else str(exc)
+        return resource.redact(
+            f"the object is gone, but the ledger could not be updated to mark it dropped "
+            f"({cause}): run the cleanup again to update the ledger."
+        )
+    return None
 
 
 class _Progress:

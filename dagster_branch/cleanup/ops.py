@@ -271,7 +271,16 @@ def remove_from_store(
     )
     time.sleep(retry_delay_seconds)
     retried = {r.obj: r for r in _attempt(store, store_key, failed, dry_run=False, log=log)}
-    return [retried.get(r.obj, r) for r in results]
+    return [_merge(r, retried.get(r.obj)) for r in results]
+
+
+def _merge(first: RemovalResult, retry: RemovalResult | None) -> RemovalResult:
+    """The retry's verdict; an object the first attempt already removed keeps its counts."""
+    if retry is None:
+        return first
+    if first.removed:  # only its ledger update failed; the retry found nothing left to count
+        return replace(retry, objects=first.objects, bytes=first.bytes)
+    return retry
 
 
 def removal_op(job_name: str, store_key: str, io_key: str) -> dg.OpDefinition:

@@ -88,7 +88,7 @@ def format_duration(seconds: float) -> str:
 def status_of(result: RemovalResult, *, dry_run: bool) -> str:
     """One word or two for the table: what happened to this object."""
     if result.error:
-        return "failed"
+        return "removed, ledger not updated" if result.removed else "failed"
     if dry_run:
         return "would remove"
     if result.pending:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 
 from .proxy import TcpFaultProxy
 from .world import (
@@ -123,29 +124,66 @@ def test_server_gone_midway_then_unreachable_then_back(
     assert live_ledger(postgres_url) == {"analytics:analytics__pr_8", "marts:marts__pr_8"}
 
 
-def test_connection_dropped_before_the_ledger_update_converges_on_rerun(
+def _ledger_rows(url: str, namespace: str) -> dict[str, bool]:
+    """Every ledger row of ``namespace`` (dropped ones too): name -> dropped_at is set."""
+    engine = sa.create_engine(url)
+    table = sa.table(
+        "dagster_branch_objects",
+        sa.column("namespace"),
+        sa.column("name"),
+        sa.column("dropped_at"),
+        schema="dagster_branch",
+    )
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(table.c.name, table.c.dropped_at).where(table.c.namespace == namespace)
+            ).all()
+    finally:
+        engine.dispose()
+    return {name: dropped_at is not None for name, dropped_at in rows}
+
+
+def test_a_ledger_update_lost_once_is_retried_within_the_run(
     postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
 ) -> None:
     proxy, proxied_url = postgres_proxy
     _build_world(postgres_url, deploy)
     before = database_snapshot(postgres_url)
-    # The schema drop reaches the server; the UPDATE that marks it dropped does not.
     proxy.drop_before(b"UPDATE dagster_branch.dagster_branch_objects", occurrence=1)
 
-    with dg.DagsterInstance.ephemeral() as instance:
-        first = run_cleanup(
-            {"analytics": _stores(proxied_url)["analytics"]}, "pr_7", instance=instance
-        )
-        messages = run_log_messages(instance, first)
+    result = run_cleanup({"analytics": _stores(proxied_url)["analytics"]}, "pr_7")
 
     assert proxy.fired == 1
+    assert result.success, failure_text(result)
     assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7")
-    # The schema is gone; the run says the ledger could not be updated and what to do.
-    assert any("could not update the ledger" in m and "again" in m for m in messages)
-    assert "analytics:analytics__pr_7" in live_ledger(postgres_url, "pr_7")  # lags behind
+    assert _ledger_rows(postgres_url, "pr_7") == {"analytics__pr_7": True, "marts__pr_7": False}
+
+
+def test_a_ledger_update_lost_after_the_drop_fails_the_run_and_a_rerun_marks_it(
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+) -> None:
+    proxy, proxied_url = postgres_proxy
+    _build_world(postgres_url, deploy)
+    before = database_snapshot(postgres_url)
+    # The schema drop reaches the server; the UPDATE that marks it dropped does not, twice (the
+    # run's own retry is cut too).
+    proxy.drop_before(b"UPDATE dagster_branch.dagster_branch_objects", occurrence=1)
+    proxy.drop_before(b"UPDATE dagster_branch.dagster_branch_objects", occurrence=2)
+
+    first = run_cleanup({"analytics": _stores(proxied_url)["analytics"]}, "pr_7")
+
+    assert proxy.fired == 2
+    assert not first.success  # never reported as a success while the ledger says live
+    message = failure_text(first)
+    assert "analytics__pr_7: the object is gone, but the ledger could not be updated" in message
+    assert "run the cleanup again" in message
+    assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7")
+    assert _ledger_rows(postgres_url, "pr_7") == {"analytics__pr_7": False, "marts__pr_7": False}
 
     second = run_cleanup({"analytics": _stores(proxied_url)["analytics"]}, "pr_7")
 
-    assert second.success, failure_text(second)
-    assert live_ledger(postgres_url, "pr_7") == {"marts:marts__pr_7"}
+    assert second.success, failure_text(second)  # DROP SCHEMA IF EXISTS: nothing left to drop
+    assert _ledger_rows(postgres_url, "pr_7") == {"analytics__pr_7": True, "marts__pr_7": False}
+    assert live_ledger(postgres_url, "pr_8") == {"analytics:analytics__pr_8", "marts:marts__pr_8"}
     assert database_snapshot(postgres_url) == _without(before, "analytics__pr_7")
