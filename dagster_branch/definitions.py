@@ -33,6 +33,7 @@ import dagster as dg
 from dagster_branch.decision import DEFAULT_GRACE_PERIOD
 from dagster_branch.errors import DagsterBranchConfigError
 from dagster_branch.inventory import BranchStore
+from dagster_branch.previous_runs import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_AFTER
 from dagster_branch.sensors import (
     DEFAULT_SOURCE_KEY,
     build_branch_cleanup_schedule,
@@ -84,6 +85,8 @@ def branch_cleanup_definitions(
     max_runs_per_tick: int = 10,
     minimum_interval_seconds: int = 300,
     time_budget_seconds: float = 40.0,
+    retry_after: timedelta = DEFAULT_RETRY_AFTER,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     sensor_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
     schedule_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
     io_manager_key: str = "io_manager",
@@ -105,6 +108,9 @@ def branch_cleanup_definitions(
         max_runs_per_tick: most cleanup runs requested per tick.
         minimum_interval_seconds: the least time between two sensor ticks.
         time_budget_seconds: how long one tick may spend asking the source.
+        retry_after: wait this long after a cleanup run finished before retrying a namespace
+            that is still live (the run failed, or a late branch run wrote again).
+        max_attempts: most cleanup runs per closing before leaving it to a person.
         sensor_status: whether the sensor runs as soon as it is deployed.
         schedule_status: whether the schedule runs as soon as it is deployed.
         io_manager_key: IO manager for the small values the job's ops pass along.
@@ -127,6 +133,8 @@ def branch_cleanup_definitions(
         "grace_period": grace_period,
         "stale_after": stale_after,
         "time_budget_seconds": time_budget_seconds,
+        "retry_after": retry_after,
+        "max_attempts": max_attempts,
     }
     sensors = []
     if include_sensor:

@@ -33,6 +33,14 @@ from dagster_branch.decision import DEFAULT_GRACE_PERIOD, Decision, DecisionKind
 from dagster_branch.errors import DagsterBranchError, SourceError
 from dagster_branch.inventory import BranchStore
 from dagster_branch.naming import Namespace
+from dagster_branch.previous_runs import (
+    ATTEMPT_SEPARATOR,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_AFTER,
+    PreviousRunLookup,
+    follow_up,
+)
+from dagster_branch.run_tags import TAG_NAMESPACE, TAG_PULL_REQUEST, TAG_STATE
 from dagster_branch.sources.base import PullRequestSource, SourceAnswer
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "Evaluation",
     "ReportsActivity",
     "TickOutcome",
+    "cleanup_run_key",
     "cleanup_run_request",
     "evaluate_namespaces",
     "run_cleanup_tick",
@@ -47,9 +56,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TAG_NAMESPACE = "dagster-branch/namespace"
-TAG_PULL_REQUEST = "dagster-branch/pull-request"
-TAG_STATE = "dagster-branch/state"
 EXAMPLES_SHOWN = 5
 
 
@@ -172,10 +178,21 @@ def evaluate_namespaces(
     return Evaluation(live=live, answer=answer, decisions=decisions)
 
 
-def cleanup_run_request(namespace: Namespace, decision: Decision) -> dg.RunRequest:
-    """The run request for the cleanup job of ``namespace`` (run config on its ``plan`` op)."""
+def cleanup_run_key(namespace: Namespace, decision: Decision) -> str:
+    """``cleanup:<namespace>:<closed at>``: one cleanup run per closing of a pull request."""
     if not decision.clean or decision.closed_at is None:
         raise ValueError(f"{namespace} is not to be cleaned: {decision.reason}")
+    return f"cleanup:{namespace.key}:{decision.closed_at.isoformat()}"
+
+
+def cleanup_run_request(
+    namespace: Namespace, decision: Decision, *, run_key: str | None = None
+) -> dg.RunRequest:
+    """The run request for the cleanup job of ``namespace`` (run config on its ``plan`` op).
+
+    ``run_key`` defaults to :func:`cleanup_run_key`; a retry passes its attempt's key.
+    """
+    base_key = cleanup_run_key(namespace, decision)
     config: dict[str, Any] = {"namespace": namespace.key}
     if not decision.requires_closed:  # stale: nothing is closed, the job must not insist
         config["require_closed"] = False
@@ -183,7 +200,7 @@ def cleanup_run_request(namespace: Namespace, decision: Decision) -> dg.RunReque
     if decision.state is not None and decision.state.number is not None:
         tags[TAG_PULL_REQUEST] = str(decision.state.number)
     return dg.RunRequest(
-        run_key=f"cleanup:{namespace.key}:{decision.closed_at.isoformat()}",
+        run_key=run_key or base_key,
         run_config={"ops": {"plan": {"config": config}}},
         tags=tags,
     )
@@ -225,8 +242,16 @@ def run_cleanup_tick(
     max_runs_per_tick: int = 10,
     time_budget_seconds: float = 40.0,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    previous_run: PreviousRunLookup | None = None,
+    retry_after: timedelta = DEFAULT_RETRY_AFTER,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> TickOutcome:
-    """One tick of the sensor (or the schedule): decide, and build the run requests."""
+    """One tick of the sensor (or the schedule): decide, and build the run requests.
+
+    With ``previous_run`` (the sensor passes a lookup on the Dagster instance), a namespace still
+    live after its cleanup run finished is requested again after ``retry_after``, up to
+    ``max_attempts`` runs per closing (see :mod:`dagster_branch.previous_runs`).
+    """
     out = logger or log
     deadline = time.monotonic() + time_budget_seconds
     try:
@@ -256,18 +281,34 @@ def run_cleanup_tick(
     cleanable.sort(
         key=lambda item: (item[1].closed_at or datetime.max.replace(tzinfo=timezone.utc), item[0])
     )
+    current = now or datetime.now(timezone.utc)
     for namespace, decision in cleanable:
-        request = cleanup_run_request(namespace, decision)
-        assert request.run_key is not None
-        if cursor.requested.get(namespace.key) == request.run_key:
-            requested[namespace.key] = request.run_key
+        run_key = cleanup_run_key(namespace, decision)
+        if previous_run is not None:
+            follow = follow_up(
+                run_key,
+                previous_run(namespace),
+                now=current,
+                retry_after=retry_after,
+                max_attempts=max_attempts,
+            )
+            if follow.run_key is None:
+                if follow.gave_up:
+                    out.warning("Not requesting cleanup of %s again: %s", namespace, follow.reason)
+                requested[namespace.key] = cursor.requested.get(namespace.key, run_key)
+                already += 1
+                continue
+            run_key = follow.run_key
+        if cursor.requested.get(namespace.key) == run_key:
+            requested[namespace.key] = run_key
             already += 1
             continue
         if len(run_requests) >= max_runs_per_tick:
             continue  # left for the next tick
-        run_requests.append(request)
-        requested[namespace.key] = request.run_key
-        out.info("Requesting cleanup of %s: %s", namespace, decision.reason)
+        run_requests.append(cleanup_run_request(namespace, decision, run_key=run_key))
+        requested[namespace.key] = run_key
+        again = " again" if ATTEMPT_SEPARATOR in run_key else ""
+        out.info("Requesting cleanup of %s%s: %s", namespace, again, decision.reason)
     unknown = [(ns, d) for ns, d in evaluation.decisions.items() if d.kind is DecisionKind.UNKNOWN]
     for namespace, decision in unknown[:EXAMPLES_SHOWN]:
         out.info("Keeping %s: %s", namespace, decision.reason)

@@ -22,9 +22,6 @@ import dagster as dg
 
 from dagster_branch.decision import DEFAULT_GRACE_PERIOD
 from dagster_branch.detection import (
-    TAG_NAMESPACE,
-    TAG_PULL_REQUEST,
-    TAG_STATE,
     CleanupCursor,
     Evaluation,
     ReportsActivity,
@@ -35,6 +32,13 @@ from dagster_branch.detection import (
 )
 from dagster_branch.errors import DagsterBranchConfigError
 from dagster_branch.inventory import BranchStore
+from dagster_branch.previous_runs import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_AFTER,
+    PreviousRunLookup,
+    instance_lookup,
+)
+from dagster_branch.run_tags import TAG_NAMESPACE, TAG_PULL_REQUEST, TAG_STATE
 from dagster_branch.sources.base import PullRequestSource
 
 __all__ = [
@@ -81,6 +85,26 @@ def _resources(
     return stores, source
 
 
+def _check_limits(*, max_runs_per_tick: int, max_attempts: int) -> None:
+    if max_runs_per_tick < 1:
+        raise DagsterBranchConfigError("max_runs_per_tick must be at least 1.")
+    if max_attempts < 1:
+        raise DagsterBranchConfigError(
+            "max_attempts must be at least 1 (1: never request a second cleanup run)."
+        )
+
+
+def _previous_runs(
+    context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext, job_name: str
+) -> PreviousRunLookup | None:
+    """Look up earlier cleanup runs on the instance; none when evaluated without one (a test)."""
+    try:
+        instance = context.instance
+    except dg.DagsterInvariantViolationError:
+        return None
+    return instance_lookup(instance, job_name)
+
+
 def build_branch_cleanup_sensor(
     *,
     job_name: str = "branch_cleanup",
@@ -92,6 +116,8 @@ def build_branch_cleanup_sensor(
     max_runs_per_tick: int = 10,
     minimum_interval_seconds: int = 300,
     time_budget_seconds: float = 40.0,
+    retry_after: timedelta = DEFAULT_RETRY_AFTER,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
     """A sensor that requests the cleanup job for every namespace whose pull request closed.
@@ -100,8 +126,9 @@ def build_branch_cleanup_sensor(
     the pull request source (``source_key``) by resource key, like the cleanup job does.
 
     Each closing is requested once (its run key names the namespace and the closing time, and
-    the cursor remembers it). A pull request reopened and closed again is requested again; a
-    cleanup run that failed is retried by re-executing it, or with ``dagster-branch cleanup``.
+    the cursor remembers it). A pull request reopened and closed again is requested again. A
+    namespace still live ``retry_after`` after its cleanup run finished (the run failed, or a
+    late branch run wrote again) is requested again, up to ``max_attempts`` runs per closing.
 
     Args:
         job_name: the cleanup job it requests runs of.
@@ -114,6 +141,8 @@ def build_branch_cleanup_sensor(
         minimum_interval_seconds: the least time between two ticks.
         time_budget_seconds: how long a tick may spend asking the source (keep it under
             Dagster's sensor timeout of 60 seconds).
+        retry_after: how long after a cleanup run finished a still-live namespace is retried.
+        max_attempts: most cleanup runs per closing; then the tick logs that a person must look.
         default_status: whether the sensor starts running when first deployed.
 
     Example::
@@ -122,8 +151,7 @@ def build_branch_cleanup_sensor(
             store_keys=("warehouse",), stale_after=timedelta(days=14)
         )
     """
-    if max_runs_per_tick < 1:
-        raise DagsterBranchConfigError("max_runs_per_tick must be at least 1.")
+    _check_limits(max_runs_per_tick=max_runs_per_tick, max_attempts=max_attempts)
     keys = tuple(store_keys)
 
     @dg.sensor(
@@ -135,7 +163,11 @@ def build_branch_cleanup_sensor(
         description="Requests the branch cleanup job for namespaces whose pull request was "
         f"closed or merged more than {grace_period} ago (dagster-branch).",
     )
-    def branch_cleanup_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def branch_cleanup_sensor(
+        context: dg.SensorEvaluationContext, **_direct: object
+    ) -> dg.SensorResult:
+        # Dagster passes required resources as keywords when a test calls the sensor directly
+        # (``sensor(context)``); they are read from the context either way.
         stores, source = _resources(context, keys, source_key)
         outcome = run_cleanup_tick(
             stores,
@@ -146,6 +178,9 @@ def build_branch_cleanup_sensor(
             max_runs_per_tick=max_runs_per_tick,
             time_budget_seconds=time_budget_seconds,
             logger=context.log,
+            previous_run=_previous_runs(context, job_name),
+            retry_after=retry_after,
+            max_attempts=max_attempts,
         )
         return dg.SensorResult(
             run_requests=outcome.run_requests,
@@ -167,17 +202,21 @@ def build_branch_cleanup_schedule(
     stale_after: timedelta | None = None,
     max_runs_per_tick: int = 50,
     time_budget_seconds: float = 40.0,
+    retry_after: timedelta = DEFAULT_RETRY_AFTER,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     execution_timezone: str | None = None,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
 ) -> dg.ScheduleDefinition:
     """A nightly janitor making exactly the sensor's decisions, for teams that prefer one sweep.
 
     A schedule keeps no cursor, so each run reads the source afresh (a few requests, once a day).
+    Namespaces still live after their cleanup ran are retried as the sensor does.
 
     Example::
 
         schedule = build_branch_cleanup_schedule(cron_schedule="0 4 * * *")
     """
+    _check_limits(max_runs_per_tick=max_runs_per_tick, max_attempts=max_attempts)
     keys = tuple(store_keys)
 
     @dg.schedule(
@@ -191,7 +230,7 @@ def build_branch_cleanup_schedule(
         "is closed or merged (dagster-branch).",
     )
     def branch_cleanup_schedule(
-        context: dg.ScheduleEvaluationContext,
+        context: dg.ScheduleEvaluationContext, **_direct: object
     ) -> list[dg.RunRequest] | dg.SkipReason:
         stores, source = _resources(context, keys, source_key)
         outcome = run_cleanup_tick(
@@ -203,6 +242,9 @@ def build_branch_cleanup_schedule(
             max_runs_per_tick=max_runs_per_tick,
             time_budget_seconds=time_budget_seconds,
             logger=context.log,
+            previous_run=_previous_runs(context, job_name),
+            retry_after=retry_after,
+            max_attempts=max_attempts,
         )
         if outcome.run_requests:
             return outcome.run_requests

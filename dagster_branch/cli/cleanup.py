@@ -39,12 +39,12 @@ from dagster_branch.cli.target import (
     resolve_namespace,
 )
 from dagster_branch.naming import Namespace
+from dagster_branch.run_tags import TAG_NAMESPACE
 
 __all__ = ["cleanup", "plan"]
 
 DEFAULT_JOB = "branch_cleanup"
 # The tag the sensor puts on the runs it requests, so CLI runs are found the same way.
-TAG_NAMESPACE = "dagster-branch/namespace"
 # The job tags its failures with the library error's class name.
 _EXIT_CODES = {"CleanupRefusedError": EXIT_REFUSED, "CleanupIncompleteError": EXIT_INCOMPLETE}
 

@@ -1,0 +1,6 @@
+"""The tags dagster-branch puts on cleanup runs, so runs can be found by namespace in the UI."""
+
+TAG_NAMESPACE = "dagster-branch/namespace"
+TAG_PULL_REQUEST = "dagster-branch/pull-request"
+TAG_STATE = "dagster-branch/state"
+RUN_KEY_TAG = "dagster/run_key"  # the tag Dagster gives every run launched with a run key
