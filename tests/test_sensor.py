@@ -347,3 +347,27 @@ def test_a_store_that_cannot_answer_skips_the_tick(github: GitHubStandIn, lake: 
     assert "store 'warehouse' could not list its namespaces (OperationalError" in result.skip_reason
     assert "pw-s3cret" not in result.skip_reason
     assert github.api_requests() == [], "no namespaces, no question to the Git host"
+
+
+def test_the_sensor_and_schedule_can_be_called_directly_in_a_unit_test(
+    github: GitHubStandIn, warehouse: Warehouse, lake: Warehouse
+) -> None:
+    """``sensor(context)``, the way Dagster's testing docs call sensors, works like a tick."""
+    github.add(1)
+    github.close(1, merged=True, at=NOW - timedelta(hours=2))
+    warehouse.create(pr(1))
+    defs = definitions(github, warehouse, lake, include_schedule=True)
+    (sensor,) = defs.sensors or []
+    (schedule,) = defs.schedules or []
+    assert isinstance(sensor, dg.SensorDefinition)
+    assert isinstance(schedule, dg.ScheduleDefinition)
+
+    with dg.build_sensor_context(resources=defs.resources) as context:
+        result = sensor(context)
+    with dg.build_schedule_context(resources=defs.resources) as context:
+        scheduled = schedule(context)
+
+    assert isinstance(result, dg.SensorResult)
+    assert [r.tags["dagster-branch/namespace"] for r in result.run_requests or []] == ["pr_1"]
+    assert isinstance(scheduled, list)
+    assert [r.run_key for r in scheduled] == [r.run_key for r in result.run_requests or []]
