@@ -3,6 +3,7 @@
 from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
 from dagster_branch.cleanup.s3 import PurgeReport, purge_bucket, purge_prefix
+from dagster_branch.components import BranchCleanupComponent
 from dagster_branch.context import DeploymentContext, DeploymentKind
 from dagster_branch.decision import Decision, DecisionKind, decide_all, should_clean
 from dagster_branch.definitions import branch_cleanup_definitions
@@ -41,6 +42,7 @@ from dagster_branch.sources.gitlab import GitLabMergeRequests
 __version__ = "0.1.0"
 
 __all__ = [
+    "BranchCleanupComponent",
     "BranchDatabaseResource",
     "BranchS3PickleIOManager",
     "BranchS3Resource",

@@ -80,8 +80,8 @@ def test_incomplete_source_is_reported_by_field(
 ) -> None:
     monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", "prod")
     monkeypatch.setenv("WAREHOUSE_URL", duckdb_url)
-    _defs_yaml(project).write_text(
-        "type: dagster_branch.components.BranchCleanupComponent\n"
+    _defs_yaml(project).write_text(  # the short type name, as re-exported by the package
+        "type: dagster_branch.BranchCleanupComponent\n"
         "attributes:\n"
         "  warehouse: {base_schema: analytics}\n"
         "  pull_requests: {kind: gitlab}\n"
