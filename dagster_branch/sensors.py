@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import dagster as dg
@@ -85,12 +86,50 @@ def _resources(
     return stores, source
 
 
-def _check_limits(*, max_runs_per_tick: int, max_attempts: int) -> None:
-    if max_runs_per_tick < 1:
-        raise DagsterBranchConfigError("max_runs_per_tick must be at least 1.")
-    if max_attempts < 1:
-        raise DagsterBranchConfigError(
-            "max_attempts must be at least 1 (1: never request a second cleanup run)."
+@dataclass(frozen=True)
+class _Tick:
+    """What the sensor and the schedule share: their settings and one evaluation."""
+
+    job_name: str
+    store_keys: tuple[str, ...]
+    source_key: str
+    grace_period: timedelta
+    stale_after: timedelta | None
+    max_runs_per_tick: int
+    time_budget_seconds: float
+    retry_after: timedelta
+    max_attempts: int
+
+    def __post_init__(self) -> None:
+        if self.max_runs_per_tick < 1:
+            raise DagsterBranchConfigError("max_runs_per_tick must be at least 1.")
+        if self.max_attempts < 1:
+            raise DagsterBranchConfigError(
+                "max_attempts must be at least 1 (1: never request a second cleanup run)."
+            )
+
+    @property
+    def resource_keys(self) -> set[str]:
+        return {*self.store_keys, self.source_key}
+
+    def run(
+        self,
+        context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext,
+        cursor: CleanupCursor,
+    ) -> TickOutcome:
+        stores, source = _resources(context, self.store_keys, self.source_key)
+        return run_cleanup_tick(
+            stores,
+            source,
+            cursor=cursor,
+            grace_period=self.grace_period,
+            stale_after=self.stale_after,
+            max_runs_per_tick=self.max_runs_per_tick,
+            time_budget_seconds=self.time_budget_seconds,
+            logger=context.log,
+            previous_run=_previous_runs(context, self.job_name),
+            retry_after=self.retry_after,
+            max_attempts=self.max_attempts,
         )
 
 
@@ -151,14 +190,23 @@ def build_branch_cleanup_sensor(
             store_keys=("warehouse",), stale_after=timedelta(days=14)
         )
     """
-    _check_limits(max_runs_per_tick=max_runs_per_tick, max_attempts=max_attempts)
-    keys = tuple(store_keys)
+    tick = _Tick(
+        job_name=job_name,
+        store_keys=tuple(store_keys),
+        source_key=source_key,
+        grace_period=grace_period,
+        stale_after=stale_after,
+        max_runs_per_tick=max_runs_per_tick,
+        time_budget_seconds=time_budget_seconds,
+        retry_after=retry_after,
+        max_attempts=max_attempts,
+    )
 
     @dg.sensor(
         name=name,
         job_name=job_name,
         minimum_interval_seconds=minimum_interval_seconds,
-        required_resource_keys={*keys, source_key},
+        required_resource_keys=tick.resource_keys,
         default_status=default_status,
         description="Requests the branch cleanup job for namespaces whose pull request was "
         f"closed or merged more than {grace_period} ago (dagster-branch).",
@@ -168,20 +216,7 @@ def build_branch_cleanup_sensor(
     ) -> dg.SensorResult:
         # Dagster passes required resources as keywords when a test calls the sensor directly
         # (``sensor(context)``); they are read from the context either way.
-        stores, source = _resources(context, keys, source_key)
-        outcome = run_cleanup_tick(
-            stores,
-            source,
-            cursor=CleanupCursor.parse(context.cursor),
-            grace_period=grace_period,
-            stale_after=stale_after,
-            max_runs_per_tick=max_runs_per_tick,
-            time_budget_seconds=time_budget_seconds,
-            logger=context.log,
-            previous_run=_previous_runs(context, job_name),
-            retry_after=retry_after,
-            max_attempts=max_attempts,
-        )
+        outcome = tick.run(context, CleanupCursor.parse(context.cursor))
         return dg.SensorResult(
             run_requests=outcome.run_requests,
             skip_reason=outcome.skip_reason,
@@ -216,14 +251,23 @@ def build_branch_cleanup_schedule(
 
         schedule = build_branch_cleanup_schedule(cron_schedule="0 4 * * *")
     """
-    _check_limits(max_runs_per_tick=max_runs_per_tick, max_attempts=max_attempts)
-    keys = tuple(store_keys)
+    tick = _Tick(
+        job_name=job_name,
+        store_keys=tuple(store_keys),
+        source_key=source_key,
+        grace_period=grace_period,
+        stale_after=stale_after,
+        max_runs_per_tick=max_runs_per_tick,
+        time_budget_seconds=time_budget_seconds,
+        retry_after=retry_after,
+        max_attempts=max_attempts,
+    )
 
     @dg.schedule(
         name=name,
         cron_schedule=cron_schedule,
         job_name=job_name,
-        required_resource_keys={*keys, source_key},
+        required_resource_keys=tick.resource_keys,
         execution_timezone=execution_timezone,
         default_status=default_status,
         description="Requests the branch cleanup job for every namespace whose pull request "
@@ -232,20 +276,7 @@ def build_branch_cleanup_schedule(
     def branch_cleanup_schedule(
         context: dg.ScheduleEvaluationContext, **_direct: object
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        stores, source = _resources(context, keys, source_key)
-        outcome = run_cleanup_tick(
-            stores,
-            source,
-            cursor=CleanupCursor(),
-            grace_period=grace_period,
-            stale_after=stale_after,
-            max_runs_per_tick=max_runs_per_tick,
-            time_budget_seconds=time_budget_seconds,
-            logger=context.log,
-            previous_run=_previous_runs(context, job_name),
-            retry_after=retry_after,
-            max_attempts=max_attempts,
-        )
+        outcome = tick.run(context, CleanupCursor())  # no cursor: read the source afresh
         if outcome.run_requests:
             return outcome.run_requests
         return dg.SkipReason(outcome.skip_reason)
