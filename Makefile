@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/dagster-branch demo
 
 test: $(STAMP)
+	@scripts/ensure-postgres
 	$(BIN)/pytest
 
 lint: $(STAMP)
