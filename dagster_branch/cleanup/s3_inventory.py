@@ -2,34 +2,174 @@
 
 Inventory = ledger rows (when ``ledger_url`` is set) plus discovery, deduplicated:
 
-- bucket strategy: buckets whose names parse back to a namespace
-  (``naming.namespace_of_bucket``), from ``ListBuckets`` filtered by the common name prefix;
+- bucket strategy: ``ListBuckets`` filtered by the common name prefix, then one
+  ``GetBucketTagging`` per branch-shaped bucket (``<base>--<namespace>``; none for other names)
+  to read its ``dagster-branch/namespace`` tag. A bucket belongs to the namespace its name parses
+  back to (``naming.namespace_of_bucket``) or, when only the tag names one, to that namespace:
+  ``found_in`` says ``"s3"`` for the name and ``"tags"`` for the tag. A name and a tag that
+  disagree, or a tagged bucket whose name does not parse back, are reported (logged, and refused by
+  :func:`ownership_problem`), never removed;
 - prefix strategy: the folders directly under ``branch_root`` whose names are namespace keys,
   from ``ListObjectsV2`` with ``Delimiter='/'``: one request per 1,000 namespaces, never one per
   key.
 
-``objects_of`` then checks one namespace with one or two cheap requests (``HeadBucket``, or a
-one-key listing of the prefix that also sees versions, delete markers and pending uploads).
+``objects_of`` then checks one namespace with a few cheap requests (a filtered ``ListBuckets`` and
+the tags of its bucket, or a one-key listing of the prefix that also sees versions, delete markers
+and pending uploads).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from dagster_branch.cleanup.s3_batches import error_code
 from dagster_branch.inventory import ObjectKind, OwnedObject
-from dagster_branch.naming import Namespace, namespace_of_bucket, namespace_of_key, namespace_prefix
-from dagster_branch.resources.s3_layout import clean_folder, common_bucket_prefix
+from dagster_branch.naming import (
+    BUCKET_SEPARATOR,
+    Namespace,
+    namespace_of_bucket,
+    namespace_of_key,
+    namespace_prefix,
+)
+from dagster_branch.resources.s3_layout import TAG_NAMESPACE, clean_folder, common_bucket_prefix
 
 if TYPE_CHECKING:
     from dagster_branch.resources.s3 import BranchS3Resource
 
-__all__ = ["has_anything", "list_namespaces", "objects_of", "ownership_problem"]
+__all__ = [
+    "BucketFinding",
+    "BucketTags",
+    "has_anything",
+    "list_namespaces",
+    "objects_of",
+    "ownership_problem",
+    "read_bucket_tags",
+    "scan_buckets",
+]
 
+_logger = logging.getLogger(__name__)
 BACKEND = "s3"
 FOUND_IN_S3 = frozenset({"s3"})
+TAG_READERS = 8  # GetBucketTagging requests in flight while scanning many namespace buckets
+
+
+class BucketTags(NamedTuple):
+    """What ``GetBucketTagging`` said of a bucket: whether it exists, and its namespace tag."""
+
+    exists: bool
+    namespace_tag: str | None
+
+
+def read_bucket_tags(client: Any, bucket: str) -> BucketTags:
+    """One ``GetBucketTagging``; an untagged bucket (``NoSuchTagSet``) and a missing one are
+    answers, not errors."""
+    try:
+        tag_set = client.get_bucket_tagging(Bucket=bucket).get("TagSet", [])
+    except ClientError as exc:
+        code = error_code(exc)
+        if code == "NoSuchTagSet":
+            return BucketTags(exists=True, namespace_tag=None)
+        if code in {"NoSuchBucket", "404", "NotFound"}:
+            return BucketTags(exists=False, namespace_tag=None)
+        raise
+    value = next((t.get("Value") for t in tag_set if t.get("Key") == TAG_NAMESPACE), None)
+    return BucketTags(exists=True, namespace_tag=value)
+
+
+def _tail_namespace(name: str, prefix: str) -> Namespace | None:
+    """The namespace a bucket name ends with (``<prefix>…--pr-42``): its shape only, without
+    checking that the whole name parses back."""
+    if not name.startswith(prefix):
+        return None
+    _, sep, tail = name.rpartition(BUCKET_SEPARATOR)
+    return Namespace.try_parse(tail.replace("-", "_")) if sep else None
+
+
+@dataclass(frozen=True)
+class BucketFinding:
+    """A branch-shaped bucket, who its name says owns it, and what its namespace tag says."""
+
+    name: str
+    base: str
+    by_name: Namespace | None
+    tag: str | None
+
+    @property
+    def by_tag(self) -> Namespace | None:
+        """The namespace the ``dagster-branch/namespace`` tag names, if it names one."""
+        return Namespace.try_parse(self.tag) if self.tag is not None else None
+
+    @property
+    def namespace(self) -> Namespace | None:
+        """The namespace the bucket is reported under: its name's, else its tag's."""
+        return self.by_name or self.by_tag
+
+    def found_in(self, namespace: Namespace) -> frozenset[str]:
+        """``"s3"`` when the name parses back to ``namespace``, ``"tags"`` when the tag names it."""
+        return frozenset(
+            source
+            for source, owner in (("s3", self.by_name), ("tags", self.by_tag))
+            if owner == namespace
+        )
+
+    def problem(self) -> str | None:
+        """Why this bucket must not be removed by anyone's cleanup, or ``None``."""
+        if self.tag is None:
+            return None
+        if self.by_name is None:
+            return (
+                f"bucket {self.name!r} is tagged {TAG_NAMESPACE}={self.tag!r} but its name is "
+                f"not a namespace bucket of {self.base!r}: it is left alone; delete it by hand "
+                "if nobody needs it"
+            )
+        if self.tag != self.by_name.key:
+            return _tag_conflict(self.name, self.by_name, self.tag)
+        return None
+
+
+def _tag_conflict(bucket: str, by_name: Namespace, tag: str) -> str:
+    return (
+        f"bucket {bucket!r} belongs to {by_name} by its name, but its {TAG_NAMESPACE} tag says "
+        f"{tag!r}: the two keys disagree, so it is not removed; correct or delete the tag, then "
+        "run the cleanup again"
+    )
+
+
+def scan_buckets(
+    resource: BranchS3Resource, namespace: Namespace | None = None
+) -> list[BucketFinding]:
+    """Branch-shaped buckets (of ``namespace`` only, if given) with their namespace tags.
+
+    ``ListBuckets`` filtered by the common name prefix, then one ``GetBucketTagging`` per
+    branch-shaped name, a few in flight at once. Untagged buckets whose names do not parse back
+    are someone else's and are left out.
+    """
+    client = resource.get_cleanup_client()
+    prefix = common_bucket_prefix(resource.bucket)
+    names: list[str] = []
+    paginator = client.get_paginator("list_buckets")
+    for page in paginator.paginate(Prefix=prefix, PaginationConfig={"PageSize": 1000}):
+        for bucket in page.get("Buckets", []):
+            tail = _tail_namespace(bucket["Name"], prefix)
+            if tail is not None and (namespace is None or tail == namespace):
+                names.append(bucket["Name"])
+    if len(names) > 1:
+        with ThreadPoolExecutor(min(TAG_READERS, len(names)), "s3-tags") as pool:
+            tags = list(pool.map(resource.namespace_tag_of, names))
+    else:
+        tags = [resource.namespace_tag_of(name) for name in names]
+    base = resource.bucket
+    findings = [
+        BucketFinding(name, base, namespace_of_bucket(name, base), found.namespace_tag)
+        for name, found in zip(names, tags, strict=True)
+        if found.exists
+    ]
+    return [f for f in findings if f.by_name is not None or f.tag is not None]
 
 
 def _ledger_objects(resource: BranchS3Resource, namespace: Namespace | None) -> list[OwnedObject]:
@@ -41,18 +181,26 @@ def _ledger_objects(resource: BranchS3Resource, namespace: Namespace | None) -> 
 
 
 def discover_namespaces(resource: BranchS3Resource) -> set[Namespace]:
-    """Namespaces found in S3 itself (bucket names or folders under ``branch_root``)."""
+    """Namespaces found in S3 itself (namespace buckets, or folders under ``branch_root``)."""
+    if resource.strategy == "bucket":
+        return _discover_buckets(resource)
+    return _discover_folders(resource)
+
+
+def _discover_buckets(resource: BranchS3Resource) -> set[Namespace]:
+    found: set[Namespace] = set()
+    for finding in scan_buckets(resource):
+        problem = finding.problem()
+        if problem is not None:  # still listed: its cleanup run then shows the refusal
+            _logger.warning(f"{resource.store_key}: {problem}.")
+        if finding.namespace is not None:
+            found.add(finding.namespace)
+    return found
+
+
+def _discover_folders(resource: BranchS3Resource) -> set[Namespace]:
     client = resource.get_cleanup_client()
     found: set[Namespace] = set()
-    if resource.strategy == "bucket":
-        paginator = client.get_paginator("list_buckets")
-        prefix = common_bucket_prefix(resource.bucket)
-        for page in paginator.paginate(Prefix=prefix, PaginationConfig={"PageSize": 1000}):
-            for bucket in page.get("Buckets", []):
-                namespace = namespace_of_bucket(bucket["Name"], resource.bucket)
-                if namespace is not None:
-                    found.add(namespace)
-        return found
     layout = resource.layout()
     root = clean_folder(resource.branch_root)
     paginator = client.get_paginator("list_objects_v2")
@@ -106,27 +254,18 @@ def has_anything(client: Any, bucket: str, prefix: str) -> bool:
         raise
 
 
-def _bucket_exists(client: Any, bucket: str) -> bool:
-    try:
-        client.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if error_code(exc) in {"404", "NoSuchBucket", "NotFound"}:
-            return False
-        raise
-    return True
-
-
 def discover_objects(resource: BranchS3Resource, namespace: Namespace) -> list[OwnedObject]:
     """The namespace's bucket or prefix, if it exists in S3 now."""
+    if resource.strategy == "bucket":
+        return [
+            OwnedObject(namespace, BACKEND, ObjectKind.BUCKET, f.name, None, f.found_in(namespace))
+            for f in scan_buckets(resource, namespace)
+            if f.namespace == namespace
+        ]
     client = resource.get_cleanup_client()
     bucket, prefix = resource.layout().namespace_root(namespace)
-    if prefix:
-        if has_anything(client, bucket, prefix):
-            obj = OwnedObject(namespace, BACKEND, ObjectKind.PREFIX, prefix, bucket, FOUND_IN_S3)
-            return [obj]
-        return []
-    if _bucket_exists(client, bucket):
-        return [OwnedObject(namespace, BACKEND, ObjectKind.BUCKET, bucket, None, FOUND_IN_S3)]
+    if has_anything(client, bucket, prefix):
+        return [OwnedObject(namespace, BACKEND, ObjectKind.PREFIX, prefix, bucket, FOUND_IN_S3)]
     return []
 
 
@@ -158,7 +297,7 @@ def ownership_problem(resource: BranchS3Resource, obj: OwnedObject) -> str | Non
             return f"bucket {obj.name!r} is the production or the shared branch bucket"
         if namespace_of_bucket(obj.name, layout.bucket) != namespace:
             return f"bucket {obj.name!r} is not a bucket of {namespace} (from {layout.bucket!r})"
-        return None
+        return _tag_problem(resource, obj.name, namespace)
     if obj.kind is not ObjectKind.PREFIX:
         return f"{where} is a {obj.kind.value}: an S3 store removes only prefixes and buckets"
     if not obj.container:
@@ -170,4 +309,15 @@ def ownership_problem(resource: BranchS3Resource, obj: OwnedObject) -> str | Non
         production = layout.production_folder
         if not production or obj.name.startswith(production) or production.startswith(obj.name):
             return f"{where} overlaps production's prefix {production!r} in {layout.bucket!r}"
+    return None
+
+
+def _tag_problem(resource: BranchS3Resource, bucket: str, namespace: Namespace) -> str | None:
+    """The third look at a namespace bucket: its namespace tag, when it has one, must agree."""
+    try:
+        tags = resource.namespace_tag_of(bucket)
+    except (ClientError, BotoCoreError) as exc:
+        return f"the tags of bucket {bucket!r} could not be read ({error_code(exc)})"
+    if tags.namespace_tag is not None and tags.namespace_tag != namespace.key:
+        return _tag_conflict(bucket, namespace, tags.namespace_tag)
     return None

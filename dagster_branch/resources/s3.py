@@ -32,17 +32,22 @@ from dagster_branch.errors import (
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import Namespace
-from dagster_branch.resources.s3_layout import S3Layout, write_targets
+from dagster_branch.resources.s3_layout import (
+    TAG_NAMESPACE,
+    TAG_PULL_REQUEST,
+    TAG_REPOSITORY,
+    S3Layout,
+    write_targets,
+)
 
 if TYPE_CHECKING:
     from botocore.model import OperationModel
 
+    from dagster_branch.cleanup.s3_inventory import BucketTags
+
 __all__ = ["BranchS3Resource"]
 
 BACKEND = "s3"
-TAG_NAMESPACE = "dagster-branch/namespace"
-TAG_PULL_REQUEST = "dagster-branch/pull-request"
-TAG_REPOSITORY = "dagster-branch/repository"
 _TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]", re.ASCII)
 # One lock for every instance: namespaces are ensured once per run, so contention is nil, and a
 # module lock survives the copies Dagster makes of resources (a lock attribute would not).
@@ -166,6 +171,8 @@ class BranchS3Resource(S3Resource):
     _client: Any = PrivateAttr(default=None)
     _cleanup_client: Any = PrivateAttr(default=None)
     _ensured: tuple[str, str] | None = PrivateAttr(default=None)
+    # Namespace tags of existing buckets, read once per instance (discovery, verify, removal).
+    _bucket_tags: dict[str, BucketTags] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def _is_dagster_maintained(cls) -> bool:
@@ -358,6 +365,7 @@ class BranchS3Resource(S3Resource):
             Bucket=bucket,
             Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(merged.items())]},
         )
+        self._bucket_tags.pop(bucket, None)  # read again when next asked
 
     def _create_bucket(self, client: Any, bucket: str) -> None:
         region = client.meta.region_name
@@ -440,6 +448,21 @@ class BranchS3Resource(S3Resource):
         from dagster_branch.cleanup.s3_inventory import list_namespaces
 
         return list_namespaces(self)
+
+    def namespace_tag_of(self, bucket: str) -> BucketTags:
+        """Whether ``bucket`` exists and its ``dagster-branch/namespace`` tag.
+
+        One ``GetBucketTagging``, remembered for this resource instance when the bucket exists,
+        so that discovery, verification and removal read each bucket's tags once.
+        """
+        cached = self._bucket_tags.get(bucket)
+        if cached is None:
+            from dagster_branch.cleanup.s3_inventory import read_bucket_tags
+
+            cached = read_bucket_tags(self.get_cleanup_client(), bucket)
+            if cached.exists:
+                self._bucket_tags[bucket] = cached
+        return cached
 
     def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
         """The prefix or bucket ``namespace`` owns here (ledger and discovery, deduplicated)."""

@@ -42,9 +42,21 @@ from dagster_branch.naming import (
     namespace_prefix,
 )
 
-__all__ = ["MARKER_NAME", "S3Layout", "clean_folder", "split_path"]
+__all__ = [
+    "MARKER_NAME",
+    "TAG_NAMESPACE",
+    "TAG_PULL_REQUEST",
+    "TAG_REPOSITORY",
+    "S3Layout",
+    "clean_folder",
+    "split_path",
+]
 
 MARKER_NAME = ".dagster-branch.json"
+# Tags put on namespace buckets (strategy="bucket"); the first is read back by the inventory.
+TAG_NAMESPACE = "dagster-branch/namespace"
+TAG_PULL_REQUEST = "dagster-branch/pull-request"
+TAG_REPOSITORY = "dagster-branch/repository"
 
 # Operations that read, or that only authenticate, never need the write guard.
 _NOT_WRITES = frozenset({"CreateSession", "WriteGetObjectResponse"})

@@ -3,6 +3,7 @@ bucket names and from folders under branch_root (paginated), and the second owne
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -127,7 +128,7 @@ def test_namespace_buckets_are_found_by_name_and_carry_their_tags(
         assert (obj.kind, obj.name, obj.found_in) == (
             ObjectKind.BUCKET,
             lake.layout().bucket_for(namespace),
-            {"s3"},
+            {"s3", "tags"},  # its name and its namespace tag agree
         )
         tags = s3_client.get_bucket_tagging(Bucket=obj.name)["TagSet"]
         assert {"Key": "dagster-branch/namespace", "Value": namespace.key} in tags
@@ -137,6 +138,78 @@ def test_namespace_buckets_are_found_by_name_and_carry_their_tags(
 
 PR_4 = Namespace.parse("pr_4")
 PR_42 = Namespace.parse("pr_42")
+
+
+def _tagged_bucket(client: Any, name: str, namespace: str | None, files: int = 3) -> None:
+    client.create_bucket(Bucket=name)
+    for n in range(files):
+        client.put_object(Bucket=name, Key=f"lake/part-{n}.parquet", Body=b"data")
+    if namespace is not None:
+        tags = [{"Key": "dagster-branch/namespace", "Value": namespace}]
+        client.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags})
+
+
+def _keys(client: Any, bucket: str) -> list[str]:
+    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_bucket_tags_are_read_back_and_a_disagreeing_tag_is_refused(
+    s3_endpoint: str, s3_client: Any, deploy: Deploy, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = {"bucket": PRODUCTION_BUCKET, "strategy": "bucket", "endpoint_url": s3_endpoint}
+    deploy("branch", pr=1)
+    BranchS3Resource(**config).ensure_namespace()  # type: ignore[arg-type]
+    _tagged_bucket(s3_client, "acme-data--pr-2", None)  # made by hand, never tagged
+    _tagged_bucket(s3_client, "acme-data--pr-3", "pr_9")  # the name says pr_3, the tag pr_9
+    _tagged_bucket(s3_client, "acme-data--copy--pr-4", "pr_4")  # tagged ours, name not ours
+    _tagged_bucket(s3_client, "acme-data--notes", "pr_5")  # not branch-shaped: never read
+    _tagged_bucket(s3_client, "acme-data-logs", "pr_6")  # outside the name prefix
+    deploy("production")
+    lake = BranchS3Resource(**config)  # type: ignore[arg-type]
+    seen = count_requests(lake.get_cleanup_client())
+
+    with caplog.at_level("WARNING"):
+        found = lake.list_namespaces()
+
+    assert found == {Namespace.parse(k) for k in ("pr_1", "pr_2", "pr_3", "pr_4")}
+    # One listing, then one GetBucketTagging per branch-shaped bucket, none for the others.
+    assert (seen["ListBuckets"], seen["GetBucketTagging"]) == (1, 4)
+    assert sum(seen.values()) == 5
+    warnings = caplog.text
+    assert "'acme-data--pr-3'" in warnings and "disagree" in warnings
+    assert "'acme-data--copy--pr-4'" in warnings and "not a namespace bucket" in warnings
+
+    def only(key: str) -> OwnedObject:
+        [obj] = lake.objects_of(Namespace.parse(key))
+        return obj
+
+    assert only("pr_1").found_in == {"s3", "tags"}
+    assert only("pr_2").found_in == {"s3"}
+    conflict, stray = only("pr_3"), only("pr_4")
+    assert (conflict.name, conflict.found_in) == ("acme-data--pr-3", {"s3"})
+    assert (stray.name, stray.found_in) == ("acme-data--copy--pr-4", {"tags"})
+    assert lake.objects_of(Namespace.parse("pr_9")) == []  # a tag never claims a named bucket
+
+    problem = lake.ownership_problem(conflict)
+    assert problem is not None and "pr_9" in problem and "disagree" in problem
+    stray_problem = lake.ownership_problem(stray)
+    assert stray_problem is not None and "not a bucket of pr_4" in stray_problem
+    for obj in (conflict, stray):
+        [result] = lake.remove_objects([obj], dry_run=False, log=logging.getLogger("test"))
+        assert not result.removed and result.error is not None
+        assert result.error.startswith("refused:")
+        assert len(_keys(s3_client, obj.name)) == 3  # never purged
+    # The two buckets that are really pr_1's and pr_2's go.
+    for key in ("pr_1", "pr_2"):
+        [result] = lake.remove_objects([only(key)], dry_run=False, log=logging.getLogger("t"))
+        assert result.removed and result.error is None
+    left = {b["Name"] for b in s3_client.list_buckets()["Buckets"]}
+    assert left == {
+        "acme-data--pr-3",
+        "acme-data--copy--pr-4",
+        "acme-data--notes",
+        "acme-data-logs",
+    }
 
 
 @pytest.mark.parametrize(
@@ -157,8 +230,15 @@ PR_42 = Namespace.parse("pr_42")
         (OwnedObject(PR_4, "s3", ObjectKind.TABLE, "x", "y"), "only prefixes and buckets"),
     ],
 )
-def test_ownership_problem_is_the_second_key(obj: OwnedObject, problem: str | None) -> None:
-    lake = BranchS3Resource(bucket=PRODUCTION_BUCKET, prefix="lake", branch_bucket=BRANCH_BUCKET)
+def test_ownership_problem_is_the_second_key(
+    obj: OwnedObject, problem: str | None, s3_endpoint: str
+) -> None:
+    lake = BranchS3Resource(
+        bucket=PRODUCTION_BUCKET,
+        prefix="lake",
+        branch_bucket=BRANCH_BUCKET,
+        endpoint_url=s3_endpoint,  # a namespace bucket's tags are read (here: no such bucket)
+    )
     found = lake.ownership_problem(obj)
     if problem is None:
         assert found is None
