@@ -44,6 +44,7 @@ __all__ = [
     "detach_sqlite_schema",
     "drop_schema_ddl",
     "drop_table_ddl",
+    "is_write_conflict",
     "list_schema_names",
     "sqlite_schema_files",
     "sqlite_schema_path",
@@ -181,6 +182,25 @@ def list_schema_names(conn: sa.Connection) -> list[str]:
     if caps.schema_names_sql is not None:
         return list(conn.execute(sa.text(caps.schema_names_sql)).scalars())
     return list(sa.inspect(conn).get_schema_names())
+
+
+# SQLSTATEs of "a concurrent transaction won; try again": serialization failure, deadlock.
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` says a concurrent transaction touched the same object first.
+
+    Such errors clear on a retry with fresh state: DuckDB's optimistic concurrency raises
+    ``TransactionException`` ("Catalog write-write conflict", "Conflict on update") when two
+    connections drop or update the same object; PostgreSQL reports serialization failures and
+    deadlocks by SQLSTATE. Connection errors are not conflicts (the caller decides about those).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    if type(orig).__name__ == "TransactionException" and "conflict" in str(orig).lower():
+        return True
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return sqlstate in _CONFLICT_SQLSTATES
 
 
 def check_identifier(caps: DialectCapabilities, name: str) -> str:

@@ -22,16 +22,22 @@ Example::
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from dagster_branch.dialects import attach_sqlite_schemas, capabilities_for, create_schema_ddl
+from dagster_branch.dialects import (
+    attach_sqlite_schemas,
+    capabilities_for,
+    create_schema_ddl,
+    is_write_conflict,
+)
 from dagster_branch.errors import DagsterBranchError
 from dagster_branch.inventory import ObjectKind, OwnedObject
 from dagster_branch.naming import Namespace
@@ -43,7 +49,13 @@ __all__ = [
     "LedgerError",
     "db_error_text",
     "retry_on_conflict",
+    "retry_write_conflicts",
 ]
+
+T = TypeVar("T")
+
+WRITE_CONFLICT_ATTEMPTS = 6
+WRITE_CONFLICT_PAUSE_SECONDS = 0.05
 
 LEDGER_TABLE = "dagster_branch_objects"
 
@@ -117,7 +129,7 @@ def db_error_text(exc: BaseException) -> str:
     the object and the reason but never the password.
     """
     orig = getattr(exc, "orig", None) or exc
-    first = (str(orig).strip().splitlines() or [""])[0]
+    first = (str(orig).strip().splitlines() or [""])[0].replace("\x00", ".")  # DuckDB's paths
     return f"{type(orig).__name__}: {first[:200]}" if first else type(orig).__name__
 
 
@@ -141,6 +153,32 @@ def retry_on_conflict(
             if attempt == attempts:
                 raise
             time.sleep(pause * attempt)
+
+
+def retry_write_conflicts(
+    action: Callable[[], T],
+    *,
+    attempts: int = WRITE_CONFLICT_ATTEMPTS,
+    pause: float = WRITE_CONFLICT_PAUSE_SECONDS,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+) -> T:
+    """Run an idempotent statement again when a concurrent transaction won the race.
+
+    Only write conflicts are retried (:func:`~dagster_branch.dialects.is_write_conflict`), with
+    exponential backoff and jitter so two cleanups do not collide again in lockstep; any other
+    error is raised at once. ``on_retry(exc, delay)`` is told before each pause.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except sa.exc.SQLAlchemyError as exc:
+            if attempt == attempts or not is_write_conflict(exc):
+                raise
+            delay = pause * 2 ** (attempt - 1) * random.uniform(1.0, 2.0)  # noqa: S311 (jitter)
+            if on_retry is not None:
+                on_retry(exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -339,11 +377,15 @@ class Ledger:
         if not groups or not self._exists_cached():
             return 0
         when = at or datetime.now(timezone.utc)
-        changed = 0
-        try:
+
+        def update() -> int:
             with self.engine.begin() as conn:
-                for group, names in groups.items():
-                    changed += self._mark_group(conn, group, names, when)
+                return sum(
+                    self._mark_group(conn, group, names, when) for group, names in groups.items()
+                )
+
+        try:  # two cleanups of one namespace update the same rows (DuckDB: a conflict)
+            changed = retry_write_conflicts(update)
         except sa.exc.SQLAlchemyError as exc:
             raise LedgerError(
                 f"Could not mark {sum(map(len, groups.values()))} object(s) dropped in the "

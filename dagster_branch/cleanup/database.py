@@ -17,6 +17,7 @@ schema (the branch role that created it) may drop it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -36,7 +37,7 @@ from dagster_branch.dialects import (
     sqlite_schema_path,
 )
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
-from dagster_branch.ledger import LedgerEntry, LedgerError, db_error_text
+from dagster_branch.ledger import LedgerEntry, LedgerError, db_error_text, retry_write_conflicts
 from dagster_branch.naming import Namespace, namespace_of_schema, namespace_of_table
 
 if TYPE_CHECKING:
@@ -176,10 +177,12 @@ def remove_objects(
             results.append(RemovalResult(obj, removed=False, error=problem))
             continue
         try:
-            if obj.kind is ObjectKind.SCHEMA:
-                count = _remove_schema(engine, caps, obj.name, dry_run=dry_run, log=log)
-            else:
-                count = _remove_table(engine, caps, obj, existing, dry_run=dry_run)
+            count = retry_write_conflicts(
+                functools.partial(
+                    _remove_one, engine, caps, obj, existing, dry_run=dry_run, log=log
+                ),
+                on_retry=functools.partial(_log_conflict, log, obj),
+            )
         except Exception as exc:  # each object separately: report and carry on
             error = resource.redact(f"{obj.qualified_name}: {db_error_text(exc)}")
             log.error("Could not remove %s %s", obj.kind.value, error)
@@ -214,6 +217,29 @@ def _existing_tables(engine: sa.Engine, tables: list[OwnedObject]) -> dict[str, 
     except sa.exc.SQLAlchemyError:
         pass
     return found
+
+
+def _log_conflict(log: logging.Logger, obj: OwnedObject, exc: BaseException, delay: float) -> None:
+    log.info(
+        "Removing %s met a concurrent change (%s); retrying in %.2fs",
+        obj.qualified_name,
+        db_error_text(exc),
+        delay,
+    )
+
+
+def _remove_one(
+    engine: sa.Engine,
+    caps: DialectCapabilities,
+    obj: OwnedObject,
+    existing: dict[str, set[str]],
+    *,
+    dry_run: bool,
+    log: logging.Logger,
+) -> int:
+    if obj.kind is ObjectKind.SCHEMA:
+        return _remove_schema(engine, caps, obj.name, dry_run=dry_run, log=log)
+    return _remove_table(engine, caps, obj, existing, dry_run=dry_run)
 
 
 def _remove_table(
