@@ -10,11 +10,13 @@ can share a code location) and reaches the stores and the PR source only through
 # Config class, the input types) when the ops are defined.
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import dagster as dg
+import pydantic
 from pydantic import Field
 
 from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
@@ -133,9 +135,55 @@ def _source(context: dg.OpExecutionContext, key: str | None) -> PullRequestSourc
     return resource
 
 
+# What each bounded field allows, for config errors that say how to fix the value.
+_ALLOWED = {
+    "max_objects": f"0 or more (the most objects one run may remove; default "
+    f"{DEFAULT_MAX_OBJECTS:,})",
+}
+
+
+def _checked_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Validate the plan op's config with its pydantic bounds while the run config is validated.
+
+    Dagster turns a ``Config`` class into a config schema of plain types and drops pydantic's
+    bounds (``ge=0``), which it checks only when the op starts. Run as the config function of a
+    configured op, this check makes an out-of-range value fail run config validation (the
+    launchpad's launch, ``execute_in_process``, the sensor's run request) before any run starts.
+    """
+    try:
+        BranchCleanupConfig(**config)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            allowed = _ALLOWED.get(field)
+            problems.append(
+                f"{field} must be {allowed}, got {error.get('input')!r}"
+                if allowed
+                else f"{field}: {error['msg']}"
+            )
+        raise dg.DagsterInvalidConfigError(  # type: ignore[no-untyped-call]
+            "Invalid run config for the cleanup's plan op: " + "; ".join(problems) + ".",
+            [],
+            config,
+        ) from None
+    return config
+
+
 def plan_op(job_name: str, store_keys: Sequence[str], io_key: str) -> dg.OpDefinition:
-    @dg.op(
+    """The plan op, configured so that its config is checked with its bounds (see above)."""
+    unchecked = _unchecked_plan_op(job_name, store_keys, io_key)
+    return unchecked.configured(
+        _checked_config,
         name=f"{job_name}_plan",
+        config_schema=BranchCleanupConfig.to_config_schema().as_field(),
+        description=unchecked.description,
+    )
+
+
+def _unchecked_plan_op(job_name: str, store_keys: Sequence[str], io_key: str) -> dg.OpDefinition:
+    @dg.op(
+        name=f"{job_name}_plan_unchecked",
         description="Inventory of every branch-aware store for the namespace (ledger and "
         "discovery), deduplicated.",
         required_resource_keys=set(store_keys),

@@ -51,16 +51,28 @@ def test_graph_has_one_removal_op_per_store_and_one_config_block_on_plan() -> No
         dg.validate_run_config(job, {"ops": {"verify": {"config": {"namespace": "pr_42"}}}})
 
 
-def test_a_negative_max_objects_is_rejected_before_anything_is_listed(root: Path) -> None:
+def test_a_negative_max_objects_fails_config_validation_before_any_run_starts(
+    root: Path,
+) -> None:
     job = build_branch_cleanup_job(store_keys=("warehouse",), source_key=None)
-    result = job.execute_in_process(
-        run_config=cleanup_config(max_objects=-1, require_closed=False),
-        resources={"warehouse": FolderStore(root=str(root))},
-        raise_on_error=False,
-    )
-    assert not result.success
-    assert "max_objects" in failure_text(result)
+    config = cleanup_config(max_objects=-1, require_closed=False)
+    expected = "max_objects must be 0 or more"
+
+    with pytest.raises(dg.DagsterInvalidConfigError, match=expected):
+        dg.validate_run_config(job, config)  # what the launchpad and the sensor's launch run
+    with dg.DagsterInstance.ephemeral() as instance:
+        with pytest.raises(dg.DagsterInvalidConfigError, match=expected) as raised:
+            job.execute_in_process(
+                run_config=config,
+                resources={"warehouse": FolderStore(root=str(root))},
+                instance=instance,
+                raise_on_error=False,
+            )
+        assert instance.get_runs_count() == 0  # refused at launch: no run, no step
+    assert "got -1" in str(raised.value)
     assert (root / "analytics__pr_7").exists()
+    # Zero is allowed: a run that may remove nothing.
+    assert dg.validate_run_config(job, cleanup_config(max_objects=0))
 
 
 def test_two_cleanup_jobs_live_in_one_code_location(root: Path) -> None:
