@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -499,8 +499,24 @@ def remove_objects(
         if result.removed:
             removed.append(obj)
     if removed:
-        resource.mark_removed(removed, log=log)
+        unrecorded = resource.mark_removed(removed, log=log)
+        if unrecorded is not None:
+            results = [
+                _ledger_not_updated(r, unrecorded) if r.obj in removed else r for r in results
+            ]
     return results
+
+
+def _ledger_not_updated(result: RemovalResult, reason: str) -> RemovalResult:
+    """The data is gone but its ledger row is still live: not a success. A rerun finds nothing
+    to delete (the purge is idempotent) and only marks the row dropped."""
+    return replace(
+        result,
+        error=(
+            f"its data was removed, but the ledger could not be updated ({reason}); run the "
+            "cleanup again to mark it dropped"
+        ),
+    )
 
 
 def _expire(

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dagster import InitResourceContext
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
+from sqlalchemy.exc import SQLAlchemyError
 
 from dagster_branch.cleanup.s3_batches import error_code
 from dagster_branch.cleanup.s3_expire import merge_lifecycle_rules, safety_net_rules
@@ -30,7 +31,7 @@ from dagster_branch.errors import (
     NamespaceViolationError,
 )
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
-from dagster_branch.ledger import Ledger, LedgerEntry
+from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.s3_layout import (
     TAG_NAMESPACE,
@@ -484,10 +485,15 @@ class BranchS3Resource(S3Resource):
 
         return remove_objects(self, objects, dry_run=dry_run, log=log)
 
-    def mark_removed(self, objects: Sequence[OwnedObject], *, log: logging.Logger) -> None:
-        """Mark ``objects`` dropped in the ledger, if one is configured; logs, never raises."""
+    def mark_removed(self, objects: Sequence[OwnedObject], *, log: logging.Logger) -> str | None:
+        """Mark ``objects`` dropped in the ledger, if one is configured.
+
+        Returns:
+            ``None`` when done (or nothing to do), else why the ledger could not be updated.
+            Never raises: the objects are gone either way, and the caller reports the rest.
+        """
         if not self.ledger_url or not objects:
-            return
+            return None
         entries = [
             LedgerEntry(
                 namespace=o.namespace,
@@ -503,7 +509,13 @@ class BranchS3Resource(S3Resource):
             with self.open_ledger() as ledger:
                 ledger.mark_dropped(entries)
         except DagsterBranchError as exc:
-            log.error(f"Removed, but could not mark dropped in the ledger: {exc}")
+            reason = str(exc)
+        except SQLAlchemyError as exc:  # reaching the ledger at all failed (before its UPDATE)
+            reason = f"the ledger could not be reached: {db_error_text(exc)}"
+        else:
+            return None
+        log.error(f"Removed {len(entries)} object(s), but the ledger was not updated: {reason}")
+        return reason
 
 
 class _LedgerSession:

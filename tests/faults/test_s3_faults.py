@@ -7,11 +7,24 @@ botocore's own retries are off (``max_attempts=1``), so what recovers is the lib
 
 from __future__ import annotations
 
+import logging
+
 import boto3
 import pytest
 
+from dagster_branch import Namespace
+
 from .conftest import BulkS3
-from .proxy import FailKeys, HttpFaultProxy, LoseResponse, Rule, Truncate, internal_error, slow_down
+from .proxy import (
+    FailKeys,
+    HttpFaultProxy,
+    LoseResponse,
+    Rule,
+    TcpFaultProxy,
+    Truncate,
+    internal_error,
+    slow_down,
+)
 from .world import (
     BUCKET,
     Deployments,
@@ -148,3 +161,88 @@ def test_a_listing_that_keeps_failing_removes_nothing_and_says_so(
     assert s3_snapshot(bulk_s3.endpoint_url) == before
     assert bulk_s3_proxy.count(method="POST", query="delete") == 0
     assert live_ledger(lake_world, "pr_7") == {"lake:acme-data/_branches/pr_7/"}
+
+
+# -- the ledger lost after a successful purge ---------------------------------------------------
+
+
+@pytest.fixture
+def ledger_world(
+    bulk_s3: BulkS3, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+) -> str:
+    """Production, ``pr_7`` and ``pr_8`` written the real way, with the ledger on PostgreSQL
+    reached through the TCP fault proxy; returns the ledger's URL through the proxy."""
+    _, ledger_url = postgres_proxy
+    endpoint = bulk_s3.endpoint_url
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    deploy.production()
+    write_files(lake(endpoint, ledger_url), {"orders.csv": b"id\n1\n"})
+    for pr in (7, 8):
+        deploy.branch(pr=pr)
+        write_files(lake(endpoint, ledger_url), {"orders.csv": f"id\n{pr}\n".encode()})
+    seed_pr7(bulk_s3, 1_200)
+    deploy.production()
+    return ledger_url
+
+
+def test_a_ledger_lost_after_the_purge_is_an_error_and_a_rerun_records_it(
+    bulk_s3: BulkS3,
+    postgres_url: str,
+    postgres_proxy: tuple[TcpFaultProxy, str],
+    ledger_world: str,
+) -> None:
+    proxy, _ = postgres_proxy
+    endpoint = bulk_s3.endpoint_url
+    before = s3_snapshot(endpoint)
+    store = lake(endpoint, ledger_world)
+    pr_7 = Namespace.parse("pr_7")
+    [prefix] = store.objects_of(pr_7)
+    proxy.drop_before(b"UPDATE", occurrence=1)  # the ledger goes away between purge and record
+
+    [result] = store.remove_objects([prefix], dry_run=False, log=logging.getLogger("cleanup"))
+
+    assert proxy.fired == 1
+    assert result.removed and result.objects == 1_201  # the data is gone...
+    assert result.error is not None  # ...but that is not reported as a success
+    assert "ledger could not be updated" in result.error
+    assert "run the cleanup again" in result.error
+    assert _pr7_keys(endpoint) == {}
+    assert s3_snapshot(endpoint) == outside(before, "pr_7")
+    assert live_ledger(postgres_url, "pr_7") == {"lake:acme-data/_branches/pr_7/"}
+
+    [again] = store.objects_of(pr_7)  # the rerun: found from the ledger only
+    assert again.found_in == {"ledger"}
+    [rerun] = store.remove_objects([again], dry_run=False, log=logging.getLogger("cleanup"))
+
+    assert rerun.removed and rerun.error is None and rerun.objects == 0
+    assert live_ledger(postgres_url, "pr_7") == set()
+    assert live_ledger(postgres_url, "pr_8") == {"lake:acme-data/_branches/pr_8/"}
+    assert s3_snapshot(endpoint) == outside(before, "pr_7")
+
+
+def test_a_ledger_lost_twice_fails_the_cleanup_run_and_a_rerun_completes(
+    bulk_s3: BulkS3,
+    postgres_url: str,
+    postgres_proxy: tuple[TcpFaultProxy, str],
+    ledger_world: str,
+) -> None:
+    proxy, _ = postgres_proxy
+    endpoint = bulk_s3.endpoint_url
+    before = s3_snapshot(endpoint)
+    proxy.drop_before(b"UPDATE", occurrence=1)
+    proxy.drop_before(b"UPDATE", occurrence=2)  # the job's retry within the run, lost too
+
+    first = run_cleanup({"lake": lake(endpoint, ledger_world)}, "pr_7")
+
+    assert proxy.fired == 2
+    assert not first.success
+    message = failure_text(first)
+    assert "_branches/pr_7/" in message and "ledger could not be updated" in message
+    assert _pr7_keys(endpoint) == {}
+    assert live_ledger(postgres_url, "pr_7") == {"lake:acme-data/_branches/pr_7/"}
+
+    second = run_cleanup({"lake": lake(endpoint, ledger_world)}, "pr_7")
+
+    assert second.success, failure_text(second)
+    assert live_ledger(postgres_url, "pr_7") == set()
+    assert s3_snapshot(endpoint) == outside(before, "pr_7")
