@@ -365,6 +365,21 @@ class Ledger:
             keys = conn.execute(query).scalars().all()
         return {ns for ns in map(Namespace.try_parse, keys) if ns is not None}
 
+    def last_created_at(self, namespace: Namespace, *, store: str | None = None) -> datetime | None:
+        """When the newest live object of ``namespace`` (in ``store`` if given) was recorded;
+        ``None`` when it has no live rows. One statement."""
+        if not self._exists_cached():
+            return None
+        t = self.table
+        query = sa.select(sa.func.max(t.c.created_at)).where(
+            t.c.namespace == namespace.key, t.c.dropped_at.is_(None)
+        )
+        if store is not None:
+            query = query.where(t.c.store == store)
+        with self.engine.connect() as conn:
+            latest = conn.execute(query).scalar()
+        return _utc(latest)
+
     def mark_dropped(self, entries: Iterable[LedgerEntry], *, at: datetime | None = None) -> int:
         """Mark the live rows of ``entries`` dropped; returns how many rows changed.
 

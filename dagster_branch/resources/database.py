@@ -22,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import sqlalchemy as sa
@@ -525,6 +526,18 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         from dagster_branch.cleanup.database import objects_of
 
         return objects_of(self, namespace)
+
+    def last_activity_of(self, namespace: Namespace) -> datetime | None:
+        """When ``namespace`` last created an object here: the newest ``created_at`` among its
+        live ledger rows (one query), or ``None`` without rows or without a ledger.
+
+        The sensor's ``stale_after`` uses it for namespaces without a pull request. It counts
+        new schemas and tables, not rows written into existing ones.
+        """
+        ledger = self.ledger(self.get_cleanup_engine())
+        if ledger is None:
+            return None
+        return ledger.last_created_at(namespace, store=self.store_key)
 
     def ownership_problem(self, obj: OwnedObject) -> str | None:
         """Why ``obj`` must not be removed by a cleanup of ``obj.namespace``, else ``None``."""

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from warehouse_support import Backend, Deploy
 
+from dagster_branch.detection import ReportsActivity
 from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject
-from dagster_branch.ledger import LEDGER_TABLE, Ledger
+from dagster_branch.ledger import LEDGER_TABLE, Ledger, LedgerEntry
 from dagster_branch.naming import Namespace
 from dagster_branch.resources import BranchDatabaseResource
 
@@ -257,3 +259,62 @@ def test_inventory_and_cleanup_are_not_n_plus_one(
     assert listing <= 3, "one discovery query, plus the ledger lookup"
     assert sum("DROP" in s for s in cleanup) == 1
     assert len(cleanup) <= 8
+
+
+def test_last_activity_is_the_newest_live_ledger_row_in_one_query(
+    backend: Backend, deploy: Deploy
+) -> None:
+    before = datetime.now(timezone.utc)
+    build_everywhere(backend, deploy, strategy="table_prefix", branch_schema="development")
+    after = datetime.now(timezone.utc)
+    deploy("production")
+    janitor = BranchDatabaseResource(
+        url=backend.url,
+        base_schema=backend.base_schema,
+        strategy="table_prefix",
+        branch_schema="development",
+    )
+    try:
+        assert isinstance(janitor, ReportsActivity)
+        built = janitor.last_activity_of(PR_1)
+        assert built is not None and before <= built <= after
+        assert built.tzinfo is not None  # comparable with the sensor's aware clock
+
+        # A table PR 1 created later wins; a newer row that was dropped does not count, nor
+        # does another namespace or another store.
+        ledger = janitor.ledger(janitor.get_cleanup_engine())
+        assert ledger is not None
+        later, latest = built + timedelta(hours=2), built + timedelta(hours=5)
+        ledger.record(_table_entry(PR_1, "pr_1__late", later))
+        ledger.record(_table_entry(PR_1, "pr_1__gone", latest))
+        ledger.mark_dropped([_table_entry(PR_1, "pr_1__gone", latest)])
+        ledger.record(_table_entry(PR_2, "pr_2__newest", latest))
+        ledger.record(_table_entry(PR_1, "pr_1__elsewhere", latest, store="lake"))
+
+        counter = StatementCounter(janitor.get_cleanup_engine())
+        assert janitor.last_activity_of(PR_1) == later
+        assert len(counter.statements) == 1
+        assert janitor.last_activity_of(Namespace.parse("pr_99")) is None
+    finally:
+        janitor.dispose()
+    without_ledger = BranchDatabaseResource(
+        url=backend.url, base_schema=backend.base_schema, control_schema=None
+    )
+    try:
+        assert without_ledger.last_activity_of(PR_1) is None
+    finally:
+        without_ledger.dispose()
+
+
+def _table_entry(
+    namespace: Namespace, name: str, created_at: datetime, *, store: str = "warehouse"
+) -> LedgerEntry:
+    return LedgerEntry(
+        namespace=namespace,
+        store=store,
+        backend="test",
+        kind=ObjectKind.TABLE,
+        name=name,
+        container="development",
+        created_at=created_at,
+    )
