@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.handlers import disable_signing
 from dagster import InitResourceContext
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
@@ -53,6 +56,7 @@ _TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]", re.ASCII)
 # One lock for every instance: namespaces are ensured once per run, so contention is nil, and a
 # module lock survives the copies Dagster makes of resources (a lock attribute would not).
 _ENSURE_LOCK = threading.Lock()
+_CLIENT_LOCK = threading.Lock()  # guards lazy client creation (boto3 sessions are not thread-safe)
 
 
 class BranchS3Resource(S3Resource):
@@ -142,8 +146,8 @@ class BranchS3Resource(S3Resource):
         default=8,
         ge=1,
         le=64,
-        description="DeleteObjects requests in flight at once during a cleanup (botocore keeps "
-        "10 pooled connections per client: more workers than 9 open extra connections).",
+        description="DeleteObjects requests in flight at once during a cleanup (the client's "
+        "connection pool is sized to match).",
     )
     retry_max_attempts: int = Field(
         default=8,
@@ -171,6 +175,7 @@ class BranchS3Resource(S3Resource):
     _run_id: str | None = PrivateAttr(default=None)
     _client: Any = PrivateAttr(default=None)
     _cleanup_client: Any = PrivateAttr(default=None)
+    _session: Any = PrivateAttr(default=None)
     _ensured: tuple[str, str] | None = PrivateAttr(default=None)
     # Namespace tags of existing buckets, read once per instance (discovery, verify, removal).
     _bucket_tags: dict[str, BucketTags] = PrivateAttr(default_factory=dict)
@@ -192,7 +197,8 @@ class BranchS3Resource(S3Resource):
         self.close()
 
     def close(self) -> None:
-        """Close the clients' connection pools; new ones are made if the resource is used again."""
+        """Close the clients' connection pools; new ones are made (from the same boto3 session,
+        cheaply) if the resource is used again."""
         for client in (self._client, self._cleanup_client):
             if client is not None:
                 client.close()
@@ -268,19 +274,53 @@ class BranchS3Resource(S3Resource):
     # -- clients --------------------------------------------------------------------------------
 
     def get_client(self) -> Any:
-        """A boto3 S3 client (created once) that refuses writes outside this deployment's
-        corner and creates the namespace before the first write."""
+        """A boto3 S3 client (created once per resource instance) that refuses writes outside
+        this deployment's corner and creates the namespace before the first write."""
         if self._client is None:
-            client = super().get_client()
-            client.meta.events.register("before-parameter-build.s3", self._guard_write)
-            self._client = client
+            with _CLIENT_LOCK:
+                if self._client is None:
+                    client = self._new_client()
+                    client.meta.events.register("before-parameter-build.s3", self._guard_write)
+                    self._client = client
         return self._client
 
     def get_cleanup_client(self) -> Any:
-        """A client without the write guard, for ``ensure_namespace``, inventory and cleanup."""
+        """A client without the write guard, for ``ensure_namespace``, inventory and cleanup
+        (created once per resource instance, from the same boto3 session)."""
         if self._cleanup_client is None:
-            self._cleanup_client = super().get_client()
+            with _CLIENT_LOCK:
+                if self._cleanup_client is None:
+                    self._cleanup_client = self._new_client()
         return self._cleanup_client
+
+    def _new_client(self) -> Any:
+        """A client from this instance's boto3 session, configured like dagster-aws's own.
+
+        The session is made once (its first client loads botocore's S3 model, most of the cost;
+        a second client from it is a few milliseconds). Sessions are not thread-safe, so this
+        runs under ``_CLIENT_LOCK``; the clients themselves are.
+        """
+        if self._session is None:
+            self._session = boto3.session.Session(profile_name=self.profile_name)
+        config = Config(
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            # One connection per purge worker, plus listing and the checks beside them.
+            max_pool_connections=max(10, self.cleanup_workers + 2),
+        )
+        client = self._session.client(
+            "s3",
+            region_name=self.region_name,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            config=config,
+        )
+        if self.use_unsigned_session:
+            client.meta.events.register("choose-signer.s3.*", disable_signing)
+        return client
 
     def _guard_write(self, params: dict[str, Any], model: OperationModel, **_: Any) -> None:
         targets = list(write_targets(model.name, params))
@@ -305,9 +345,10 @@ class BranchS3Resource(S3Resource):
 
         Production: nothing to do. Bucket strategy: creates the namespace bucket if missing,
         with its lifecycle safety net and tags (one ``GetBucketTagging`` when it exists).
-        Then records ownership in the ledger (``ledger_url``) or, without one, puts the marker
-        object ``.dagster-branch.json`` at the namespace's root. Called automatically before
-        the first write through :meth:`get_client` or the IO manager.
+        Then records ownership in the ledger (``ledger_url``) or, without one, (re)writes the
+        marker object ``.dagster-branch.json`` at the namespace's root (one ``PUT`` per run).
+        Called automatically before the first write through :meth:`get_client` or the IO
+        manager.
         """
         namespace = self.namespace
         if namespace is None:
@@ -409,13 +450,8 @@ class BranchS3Resource(S3Resource):
             )
 
     def _put_marker(self, namespace: Namespace, bucket: str, key: str) -> None:
-        client = self.get_cleanup_client()
-        try:
-            client.head_object(Bucket=bucket, Key=key)
-            return
-        except ClientError as exc:
-            if error_code(exc) not in {"404", "NoSuchKey", "NotFound"}:
-                raise
+        """(Re)write the marker: one ``PUT`` per run, as cheap as checking for it, and its
+        ``LastModified`` then tells :meth:`last_activity_of` when a run last wrote here."""
         d = self.deployment
         body = {
             "namespace": namespace.key,
@@ -426,9 +462,9 @@ class BranchS3Resource(S3Resource):
             "deployment_name": d.deployment_name,
             "git_sha": d.git_sha,
             "run_id": self._run_id,
-            "created_at": datetime.now(timezone.utc).isoformat(),
+            "written_at": datetime.now(timezone.utc).isoformat(),
         }
-        client.put_object(
+        self.get_cleanup_client().put_object(
             Bucket=bucket,
             Key=key,
             Body=json.dumps(body, indent=2).encode(),
@@ -470,6 +506,56 @@ class BranchS3Resource(S3Resource):
         from dagster_branch.cleanup.s3_inventory import objects_of
 
         return objects_of(self, namespace)
+
+    def last_activity_of(self, namespace: Namespace) -> datetime | None:
+        """When ``namespace`` was last set up here, for the sensor's ``stale_after``
+        (:class:`~dagster_branch.detection.ReportsActivity`); ``None`` when unknown.
+
+        Cheap, never a listing of keys: with a ledger, the latest ``created_at`` of the
+        namespace's live rows (one statement); without one, or when the ledger has no row, the
+        ``LastModified`` of the marker object (one ``HEAD``), which every run that writes
+        rewrites. With a ledger this is when the namespace was first set up in this store (the
+        ledger records creations, not each write).
+
+        Raises:
+            DagsterBranchError: the ledger or S3 could not be read.
+        """
+        latest: datetime | None = None
+        if self.ledger_url:
+            try:
+                with self.open_ledger() as ledger:
+                    rows = ledger.live_entries(namespace, store=self.store_key)
+            except SQLAlchemyError as exc:
+                raise DagsterBranchError(
+                    f"{self.store_key}: could not read the ledger for {namespace}: "
+                    f"{db_error_text(exc)}."
+                ) from exc
+            latest = max((r.created_at for r in rows if r.created_at is not None), default=None)
+        if latest is None:
+            latest = self._marker_written_at(namespace)
+        return latest
+
+    def _marker_written_at(self, namespace: Namespace) -> datetime | None:
+        layout = self.layout()
+        bucket, _ = layout.namespace_root(namespace)
+        try:
+            head = self.get_cleanup_client().head_object(
+                Bucket=bucket, Key=layout.marker_key(namespace)
+            )
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}:
+                return None
+            raise DagsterBranchError(
+                f"{self.store_key}: could not read the marker of {namespace} in s3://{bucket}: "
+                f"{error_code(exc)}."
+            ) from exc
+        except BotoCoreError as exc:
+            raise DagsterBranchError(
+                f"{self.store_key}: could not reach S3 for the marker of {namespace}: "
+                f"{error_code(exc)}."
+            ) from exc
+        modified = head.get("LastModified")
+        return modified.astimezone(timezone.utc) if isinstance(modified, datetime) else None
 
     def ownership_problem(self, obj: OwnedObject) -> str | None:
         """Why ``obj`` must not be removed by a cleanup of ``obj.namespace``, else ``None``."""

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from dagster import asset, materialize
 
 from dagster_branch.context import DeploymentContext
+from dagster_branch.detection import ReportsActivity
 from dagster_branch.errors import DagsterBranchConfigError, NamespaceViolationError
 from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import Ledger
@@ -267,6 +272,123 @@ def test_without_a_ledger_a_marker_object_records_ownership(
     )
     assert marker["namespace"] == "pr_9" and marker["pull_request_id"] == "9"
     assert marker["branch"] == "feature/pr-9"
+
+
+def test_one_client_per_resource_instance_even_under_concurrent_first_use(
+    s3_endpoint: str, s3_client: Any, deploy: Deploy
+) -> None:
+    s3_client.create_bucket(Bucket=BRANCH_BUCKET)
+    deploy("branch", pr=5)
+    lake = BranchS3Resource(
+        bucket=PRODUCTION_BUCKET,
+        prefix="lake",
+        branch_bucket=BRANCH_BUCKET,
+        endpoint_url=s3_endpoint,
+    )
+    start = threading.Barrier(16)
+
+    def first_use(n: int) -> tuple[int, int]:
+        start.wait()
+        guarded, unguarded = lake.get_client(), lake.get_cleanup_client()
+        guarded.put_object(Bucket=lake.bucket_name, Key=lake.key(f"part-{n}.csv"), Body=b"1")
+        return id(guarded), id(unguarded)
+
+    with ThreadPoolExecutor(16) as pool:
+        ids = set(pool.map(first_use, range(16)))
+
+    assert len(ids) == 1  # every thread got the same two clients
+    [(guarded, unguarded)] = ids
+    assert guarded != unguarded  # the write guard stays off the cleanup's client
+    assert len(listing(s3_client, BRANCH_BUCKET)) == 17  # 16 parts and one marker
+    lake.close()
+    lake.get_client().put_object(Bucket=lake.bucket_name, Key=lake.key("after.csv"), Body=b"2")
+    assert "_branches/pr_5/lake/after.csv" in listing(s3_client, BRANCH_BUCKET)
+
+
+def test_dagster_aws_connection_options_reach_the_client(
+    s3_endpoint: str, s3_client: Any, deploy: Deploy
+) -> None:
+    deploy("branch", pr=6)
+    lake = BranchS3Resource(
+        bucket=PRODUCTION_BUCKET,
+        strategy="bucket",
+        endpoint_url=s3_endpoint,
+        region_name="eu-west-1",
+        aws_access_key_id="branch-key",
+        aws_secret_access_key="branch-secret",
+        max_attempts=2,
+    )
+    lake.get_client().put_object(Bucket=lake.bucket_name, Key=lake.key("a.csv"), Body=b"1")
+
+    location = s3_client.get_bucket_location(Bucket="acme-data--pr-6")["LocationConstraint"]
+    assert location == "eu-west-1"  # the bucket was created in the configured region
+    for client in (lake.get_client(), lake.get_cleanup_client()):
+        assert client.meta.region_name == "eu-west-1"
+        assert client.meta.endpoint_url == s3_endpoint
+        # As with dagster-aws's S3Resource: max_attempts retries after the first attempt.
+        assert client.meta.config.retries["total_max_attempts"] == 3
+
+
+def test_last_activity_is_the_latest_run_that_wrote_without_listing_keys(
+    s3_endpoint: str, s3_client: Any, deploy: Deploy
+) -> None:
+    s3_client.create_bucket(Bucket=BRANCH_BUCKET)
+    config = {
+        "bucket": PRODUCTION_BUCKET,
+        "prefix": "lake",
+        "branch_bucket": BRANCH_BUCKET,
+        "endpoint_url": s3_endpoint,
+    }
+    deploy("local", user="bob")  # a namespace without a pull request: what stale_after is for
+    written = []
+    for run in range(2):  # two runs of the deployment, a second apart (S3 keeps seconds)
+        if run:
+            time.sleep(1.1)
+        lake = BranchS3Resource(**config)  # type: ignore[arg-type]
+        lake.get_client().put_object(Bucket=lake.bucket_name, Key=lake.key("a.csv"), Body=b"1")
+        written.append(datetime.now(timezone.utc))
+        lake.close()
+    bob = Namespace.parse("dev_bob")
+    deploy("production")
+    lake = BranchS3Resource(**config)  # type: ignore[arg-type]
+    seen = count_requests(lake.get_cleanup_client())
+
+    activity = lake.last_activity_of(bob)
+
+    assert isinstance(lake, ReportsActivity)  # what the sensor's stale_after looks for
+    assert activity is not None and activity.tzinfo is not None
+    # The second run's marker (the first run's is at or before written[0]).
+    assert written[0] < activity <= written[1]
+    assert dict(seen) == {"HeadObject": 1}  # one request, no listing
+    assert lake.last_activity_of(Namespace.parse("dev_alice")) is None
+
+
+def test_last_activity_comes_from_the_ledger_when_configured(
+    s3_endpoint: str, s3_client: Any, sqlite_url: str, deploy: Deploy
+) -> None:
+    s3_client.create_bucket(Bucket=BRANCH_BUCKET)
+    config = {
+        "bucket": PRODUCTION_BUCKET,
+        "prefix": "lake",
+        "branch_bucket": BRANCH_BUCKET,
+        "endpoint_url": s3_endpoint,
+        "ledger_url": sqlite_url,
+    }
+    deploy("branch", pr=12)
+    BranchS3Resource(**config).ensure_namespace()  # type: ignore[arg-type]
+    pr_12 = Namespace.parse("pr_12")
+    ledger = Ledger.from_url(sqlite_url)
+    try:
+        [row] = ledger.live_entries(pr_12, store="lake")
+    finally:
+        ledger.close()
+    deploy("production")
+    lake = BranchS3Resource(**config)  # type: ignore[arg-type]
+    seen = count_requests(lake.get_cleanup_client())
+
+    assert lake.last_activity_of(pr_12) == row.created_at
+    assert sum(seen.values()) == 0  # the ledger answered: no S3 request at all
+    assert lake.last_activity_of(Namespace.parse("pr_13")) is None
 
 
 def test_unsafe_resource_configuration_is_refused_at_setup(s3_endpoint: str) -> None:
