@@ -44,6 +44,7 @@ __all__ = [
     "detach_sqlite_schema",
     "drop_schema_ddl",
     "drop_table_ddl",
+    "drop_view_ddl",
     "is_write_conflict",
     "list_schema_names",
     "sqlite_schema_files",
@@ -238,6 +239,27 @@ def drop_table_ddl(caps: DialectCapabilities, table: str, schema: str | None) ->
     if schema is not None:
         check_identifier(caps, schema)
     return DropTable(sa.Table(table, sa.MetaData(), schema=schema), if_exists=True)
+
+
+class DropViewIfExists(ExecutableDDLElement):
+    """``DROP VIEW IF EXISTS <schema>.<view>``, quoted by the dialect (SQLAlchemy 2.0 has no
+    public DROP VIEW construct; its private one has no ``IF EXISTS``)."""
+
+    def __init__(self, view: sa.Table) -> None:
+        self.view = view
+
+
+@compiles(DropViewIfExists)
+def _compile_drop_view(element: DropViewIfExists, compiler: DDLCompiler, **kw: Any) -> str:
+    return f"DROP VIEW IF EXISTS {compiler.preparer.format_table(element.view)}"
+
+
+def drop_view_ddl(caps: DialectCapabilities, view: str, schema: str | None) -> DropViewIfExists:
+    """``DROP VIEW IF EXISTS <schema>.<view>``, quoted by the dialect."""
+    check_identifier(caps, view)
+    if schema is not None:
+        check_identifier(caps, schema)
+    return DropViewIfExists(sa.Table(view, sa.MetaData(), schema=schema))
 
 
 def _require_schemas(caps: DialectCapabilities, name: str) -> None:

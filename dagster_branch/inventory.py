@@ -25,6 +25,7 @@ class ObjectKind(str, Enum):
     DATABASE = "database"
     SCHEMA = "schema"
     TABLE = "table"
+    VIEW = "view"
     BUCKET = "bucket"
     PREFIX = "prefix"
 

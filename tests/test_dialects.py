@@ -24,6 +24,7 @@ from dagster_branch.dialects import (
     create_schema_ddl,
     drop_schema_ddl,
     drop_table_ddl,
+    drop_view_ddl,
     sqlite_schema_files,
     sqlite_schema_path,
 )
@@ -149,6 +150,9 @@ def test_unusual_names_are_quoted_by_each_dialect(name: str, schema: str, table:
     assert compiled(drop_table_ddl(caps, raw_table, raw_schema), dialect) == (
         f"DROP TABLE IF EXISTS {schema}.{table}"
     )
+    assert compiled(drop_view_ddl(caps, raw_table, raw_schema), dialect) == (
+        f"DROP VIEW IF EXISTS {schema}.{table}"
+    )
 
 
 def test_bigquery_quotes_keywords_and_refuses_backticks_its_preparer_cannot_escape() -> None:
@@ -199,3 +203,24 @@ def test_sqlite_in_memory_cannot_emulate_schemas() -> None:
     engine = sa.create_engine("sqlite://")
     with pytest.raises(DagsterBranchConfigError, match="table_prefix"):
         attach_sqlite_schemas(engine, {"analytics__pr_42"})
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("postgresql", 'DROP VIEW IF EXISTS analytics_dev."pr_42__Orders V"'),
+        ("duckdb", 'DROP VIEW IF EXISTS analytics_dev."pr_42__Orders V"'),
+        ("snowflake", 'DROP VIEW IF EXISTS analytics_dev."pr_42__Orders V"'),
+        ("bigquery", "DROP VIEW IF EXISTS `analytics_dev`.`pr_42__Orders V`"),
+        ("sqlite", 'DROP VIEW IF EXISTS analytics_dev."pr_42__Orders V"'),
+    ],
+)
+def test_views_are_dropped_if_they_exist_quoted_by_each_dialect(name: str, expected: str) -> None:
+    dialect = DIALECTS.get(name) or sqlite.dialect()
+    statement = drop_view_ddl(capabilities_for(dialect), "pr_42__Orders V", "analytics_dev")
+    assert compiled(statement, dialect) == expected
+
+
+def test_a_view_name_the_dialect_cannot_quote_is_refused() -> None:
+    with pytest.raises(DagsterBranchNamingError, match="cannot be quoted safely for bigquery"):
+        drop_view_ddl(capabilities_for("bigquery"), "pr_42__v`; DROP", "analytics_dev")

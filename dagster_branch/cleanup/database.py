@@ -2,14 +2,18 @@
 :class:`~dagster_branch.BranchDatabaseResource`).
 
 Inventory = ledger rows plus discovery. Discovery is one catalog query per store whatever the number
-of schemas (``get_schema_names`` or, with table prefixes, ``get_table_names`` of the shared
-schema); on SQLite it lists the sibling schema files and sends nothing.
+of schemas (``get_schema_names``, or with table prefixes ``get_table_names`` and
+``get_view_names`` of the shared schema); on SQLite it lists the sibling schema files and sends
+nothing.
 
 Removal handles each object separately and never raises for one object: ``DROP SCHEMA IF EXISTS …
-CASCADE`` where the dialect supports it (tables counted first so the result says what went),
-``DROP TABLE IF EXISTS`` one table at a time where it does not or for the table-prefix strategy,
-and on SQLite the tables of the attached file, then the file itself. Only removed objects are
-marked dropped in the ledger, so a rerun retries exactly what failed.
+CASCADE`` where the dialect supports it (tables and views counted first so the result says what
+went), otherwise and for the table-prefix strategy ``DROP VIEW IF EXISTS`` then ``DROP TABLE IF
+EXISTS`` one object at a time (views first: they depend on tables), and on SQLite the views and
+tables of the attached file, then the file itself. A write conflict with a concurrent cleanup
+(DuckDB's optimistic concurrency) is retried with backoff. Only removed objects are marked dropped
+in the ledger, so a rerun retries exactly what failed; a lost ledger update is reported as a
+failure (the objects are gone, the rows still live) so that the rerun marks them.
 
 All of it connects with ``branch_url`` when set, else ``url``: in PostgreSQL only the owner of a
 schema (the branch role that created it) may drop it.
@@ -21,7 +25,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -32,6 +36,7 @@ from dagster_branch.dialects import (
     detach_sqlite_schema,
     drop_schema_ddl,
     drop_table_ddl,
+    drop_view_ddl,
     list_schema_names,
     sqlite_schema_files,
     sqlite_schema_path,
@@ -47,6 +52,7 @@ __all__ = ["list_namespaces", "objects_of", "ownership_problem", "remove_objects
 
 PROGRESS_EVERY_SECONDS = 5.0
 _DISCOVERY = frozenset({"discovery"})
+_RELATIONS = (ObjectKind.SCHEMA, ObjectKind.TABLE, ObjectKind.VIEW)
 
 
 def _caps_and_limit(resource: BranchDatabaseResource) -> tuple[DialectCapabilities, int]:
@@ -58,22 +64,21 @@ def _caps_and_limit(resource: BranchDatabaseResource) -> tuple[DialectCapabiliti
 
 
 def discover(resource: BranchDatabaseResource) -> list[OwnedObject]:
-    """Objects whose names parse back to a namespace: one catalog query (none on SQLite)."""
+    """Objects whose names parse back to a namespace: one catalog query for schemas (none on
+    SQLite), two (tables, views) for table prefixes."""
     engine = resource.get_cleanup_engine()
     caps, limit = _caps_and_limit(resource)
     found: list[OwnedObject] = []
     if resource.strategy == "table_prefix":
         container = resource.branch_schema
         with engine.connect() as conn:
-            tables = sa.inspect(conn).get_table_names(schema=container)
-        for table in tables:
-            namespace = namespace_of_table(table)
+            inspector = sa.inspect(conn)
+            relations = [(ObjectKind.TABLE, t) for t in inspector.get_table_names(container)]
+            relations += [(ObjectKind.VIEW, v) for v in inspector.get_view_names(container)]
+        for kind, name in relations:
+            namespace = namespace_of_table(name)
             if namespace is not None:
-                found.append(
-                    OwnedObject(
-                        namespace, caps.name, ObjectKind.TABLE, table, container, _DISCOVERY
-                    )
-                )
+                found.append(OwnedObject(namespace, caps.name, kind, name, container, _DISCOVERY))
         return found
     if caps.attaches_schemas:
         names: Iterable[str] = sqlite_schema_files(engine)
@@ -108,10 +113,16 @@ def list_namespaces(resource: BranchDatabaseResource) -> set[Namespace]:
 def objects_of(resource: BranchDatabaseResource, namespace: Namespace) -> list[OwnedObject]:
     """The namespace's objects from the ledger and discovery, merged by identity."""
     merged: dict[OwnedObject, frozenset[str]] = {}
-    candidates = _ledger_objects(resource, namespace) + [
-        obj for obj in discover(resource) if obj.namespace == namespace
+    discovered = [obj for obj in discover(resource) if obj.namespace == namespace]
+    # table() records whatever the branch creates as a table, views included: the catalog knows.
+    views = {(o.container, o.name) for o in discovered if o.kind is ObjectKind.VIEW}
+    recorded = [
+        replace(o, kind=ObjectKind.VIEW)
+        if o.kind is ObjectKind.TABLE and (o.container, o.name) in views
+        else o
+        for o in _ledger_objects(resource, namespace)
     ]
-    for obj in candidates:
+    for obj in recorded + discovered:
         merged[obj] = merged.get(obj, frozenset()) | obj.found_in
     return sorted(
         OwnedObject(o.namespace, o.backend, o.kind, o.name, o.container, found_in)
@@ -126,8 +137,8 @@ def ownership_problem(resource: BranchDatabaseResource, obj: OwnedObject) -> str
     if obj.backend != caps.name:
         return f"{what} belongs to a {obj.backend} store, not this {caps.name} warehouse"
     schema = obj.name if obj.kind is ObjectKind.SCHEMA else obj.container
-    if obj.kind not in (ObjectKind.SCHEMA, ObjectKind.TABLE) or schema is None:
-        return f"{what} is not a schema or a schema-qualified table"
+    if obj.kind not in _RELATIONS or schema is None:
+        return f"{what} is not a schema or a schema-qualified table or view"
     if protected := _protection(resource, schema):
         return f"{what} is in schema {schema!r}, which is {protected}"
     if obj.kind is ObjectKind.SCHEMA:
@@ -167,10 +178,11 @@ def remove_objects(
     """Remove (or with ``dry_run`` only count) each object; failures are returned, not raised."""
     engine = resource.get_cleanup_engine()
     caps = capabilities_for(engine.dialect)
-    existing = _existing_tables(engine, [o for o in objects if o.kind is ObjectKind.TABLE])
+    existing = _existing_relations(engine, [o for o in objects if o.kind is not ObjectKind.SCHEMA])
     results: list[RemovalResult] = []
     progress = _Progress(log, len(objects), "would check" if dry_run else "removed")
-    for obj in objects:
+    # Views before tables: a view depends on its tables, and tables are dropped without CASCADE.
+    for obj in sorted(objects, key=lambda o: o.kind is not ObjectKind.VIEW):
         problem = resource.ownership_problem(obj)
         if problem is not None:
             log.warning("Refusing to remove %s: %s", obj.qualified_name, problem)
@@ -200,20 +212,31 @@ def remove_objects(
     return results
 
 
-def _existing_tables(engine: sa.Engine, tables: list[OwnedObject]) -> dict[str, set[str]]:
-    """Existing table names per container: one query per schema, not one per table.
+@dataclass(frozen=True)
+class _Relations:
+    """The tables and views of one schema, as the catalog lists them."""
 
-    A schema that cannot be listed is left out; its tables then report their own errors.
+    tables: frozenset[str] = frozenset()
+    views: frozenset[str] = frozenset()
+
+
+def _existing_relations(engine: sa.Engine, objects: list[OwnedObject]) -> dict[str, _Relations]:
+    """Existing tables and views per container: two queries per schema, not one per object.
+
+    A schema that cannot be listed is left out; its objects then report their own errors.
     """
-    containers = sorted({t.container for t in tables if t.container is not None})
-    found: dict[str, set[str]] = {}
+    containers = sorted({o.container for o in objects if o.container is not None})
+    found: dict[str, _Relations] = {}
     if not containers:
         return found
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             for container in containers:
-                found[container] = set(inspector.get_table_names(schema=container))
+                found[container] = _Relations(
+                    frozenset(inspector.get_table_names(schema=container)),
+                    frozenset(inspector.get_view_names(schema=container)),
+                )
     except sa.exc.SQLAlchemyError:
         pass
     return found
@@ -232,28 +255,33 @@ def _remove_one(
     engine: sa.Engine,
     caps: DialectCapabilities,
     obj: OwnedObject,
-    existing: dict[str, set[str]],
+    existing: dict[str, _Relations],
     *,
     dry_run: bool,
     log: logging.Logger,
 ) -> int:
     if obj.kind is ObjectKind.SCHEMA:
         return _remove_schema(engine, caps, obj.name, dry_run=dry_run, log=log)
-    return _remove_table(engine, caps, obj, existing, dry_run=dry_run)
+    return _remove_relation(engine, caps, obj, existing, dry_run=dry_run)
 
 
-def _remove_table(
+def _remove_relation(
     engine: sa.Engine,
     caps: DialectCapabilities,
     obj: OwnedObject,
-    existing: dict[str, set[str]],
+    existing: dict[str, _Relations],
     *,
     dry_run: bool,
 ) -> int:
-    count = int(obj.name in existing.get(obj.container or "", set()))
+    """``DROP VIEW IF EXISTS`` or ``DROP TABLE IF EXISTS``; a ledger row says "table" for a
+    view created through ``table()``, so the catalog decides which."""
+    relations = existing.get(obj.container or "", _Relations())
+    is_view = obj.kind is ObjectKind.VIEW or obj.name in relations.views
+    count = int(obj.name in (relations.views if is_view else relations.tables))
     if not dry_run:
+        drop = drop_view_ddl if is_view else drop_table_ddl
         with engine.begin() as conn:
-            conn.execute(drop_table_ddl(caps, obj.name, obj.container))
+            conn.execute(drop(caps, obj.name, obj.container))
     return count
 
 
@@ -263,25 +291,35 @@ def _remove_schema(
     if caps.attaches_schemas:
         return _remove_sqlite_schema(engine, caps, name, dry_run=dry_run)
     with engine.connect() as conn:
-        tables = sa.inspect(conn).get_table_names(schema=name)
+        inspector = sa.inspect(conn)
+        tables = inspector.get_table_names(schema=name)
+        views = inspector.get_view_names(schema=name)
         if dry_run:
-            return len(tables)
+            return len(tables) + len(views)
         if caps.drop_schema_cascade and caps.drop_schema_if_exists:
             conn.execute(drop_schema_ddl(caps, name))  # one statement for the whole schema
         else:
-            for table in tables:
-                conn.execute(drop_table_ddl(caps, table, name))
+            _drop_views_then_tables(conn, caps, name, views, tables)
             if sa.inspect(conn).has_schema(name):
                 conn.execute(sa.schema.DropSchema(name))
         conn.commit()
-    log.info("Dropped schema %s (%d tables)", name, len(tables))
-    return len(tables)
+    log.info("Dropped schema %s (%d tables, %d views)", name, len(tables), len(views))
+    return len(tables) + len(views)
+
+
+def _drop_views_then_tables(
+    conn: sa.Connection, caps: DialectCapabilities, schema: str, views: list[str], tables: list[str]
+) -> None:
+    for view in views:
+        conn.execute(drop_view_ddl(caps, view, schema))
+    for table in tables:
+        conn.execute(drop_table_ddl(caps, table, schema))
 
 
 def _remove_sqlite_schema(
     engine: sa.Engine, caps: DialectCapabilities, name: str, *, dry_run: bool
 ) -> int:
-    """SQLite: drop the attached file's tables, DETACH it, then delete the file."""
+    """SQLite: drop the attached file's views and tables, DETACH it, then delete the file."""
     path = sqlite_schema_path(engine, name)
     if not path.exists():
         return 0
@@ -291,10 +329,11 @@ def _remove_sqlite_schema(
         attach_here = name not in attached
         if attach_here:
             conn.exec_driver_sql(f"ATTACH DATABASE ? AS {quoted}", (str(path),))
-        tables = sa.inspect(conn).get_table_names(schema=name)
+        inspector = sa.inspect(conn)
+        tables = inspector.get_table_names(schema=name)
+        views = inspector.get_view_names(schema=name)
         if not dry_run:
-            for table in tables:
-                conn.execute(drop_table_ddl(caps, table, name))
+            _drop_views_then_tables(conn, caps, name, views, tables)
             conn.commit()
         if attach_here or not dry_run:
             conn.exec_driver_sql(f"DETACH DATABASE {quoted}")
@@ -303,7 +342,7 @@ def _remove_sqlite_schema(
         detach_sqlite_schema(engine, name)  # no pooled connection may keep the file open
         for leftover in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal"))):
             leftover.unlink(missing_ok=True)
-    return len(tables)
+    return len(tables) + len(views)
 
 
 def _mark_dropped(
@@ -314,8 +353,12 @@ def _mark_dropped(
     if ledger is None or not removed:
         return None
     entries = [
-        LedgerEntry(o.namespace, resource.store_key, o.backend, o.kind, o.name, o.container)
+        LedgerEntry(o.namespace, resource.store_key, o.backend, kind, o.name, o.container)
         for o in removed
+        # A view created through table() was recorded as a table: close that row too.
+        for kind in (
+            (ObjectKind.VIEW, ObjectKind.TABLE) if o.kind is ObjectKind.VIEW else (o.kind,)
+        )
     ]
     try:
         ledger.mark_dropped(entries)

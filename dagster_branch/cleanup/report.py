@@ -35,9 +35,11 @@ __all__ = [
 _REMOVAL_COLUMNS = dg.TableSchema(
     columns=[
         dg.TableColumn("store", "string", description="Resource key of the branch-aware store"),
-        dg.TableColumn("kind", "string", description="schema, table, bucket or prefix"),
+        dg.TableColumn("kind", "string", description="schema, table, view, bucket or prefix"),
         dg.TableColumn("name", "string", description="Physical name of the object"),
-        dg.TableColumn("objects", "int", description="Tables or S3 objects/versions inside"),
+        dg.TableColumn(
+            "objects", "int", description="Tables and views, or S3 objects/versions, inside"
+        ),
         dg.TableColumn("bytes", "int", description="Bytes removed (when the store knows)"),
         dg.TableColumn("status", "string", description="removed, would remove, pending, failed"),
     ]
