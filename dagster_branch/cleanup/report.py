@@ -177,9 +177,10 @@ def removal_metadata(
                     status_of(result, dry_run=removal.dry_run),
                 )
             )
-    done = [row for row in rows if row[5] in {"removed", "would remove", "pending expiry"}]
-    total_objects = sum(row[3] for row in done)
-    total_bytes = sum(row[4] for row in done)
+    done = [row for row in rows if row[5] in {"removed", "would remove"}]
+    pending = [row for row in rows if row[5] == "pending expiry"]
+    total_objects = sum(row[3] for row in done + pending)
+    total_bytes = sum(row[4] for row in done + pending)
     failures = failures_of(removals)
     started = min((r.started_at for r in removals), default=now.timestamp())
     finished = max((r.finished_at for r in removals), default=now.timestamp())
@@ -193,6 +194,12 @@ def removal_metadata(
         f"({total_objects} objects inside, {format_bytes(total_bytes)}) "
         f"in {format_duration(finished - started)}."
     )
+    if pending:
+        summary += (
+            f" **{len(pending)} pending expiry**: a lifecycle rule is set and S3 deletes their "
+            "data within about a day; run the cleanup again after that to confirm and take the "
+            "rule off (the ledger keeps them live until then)."
+        )
     if failures:
         summary += f" **{len(failures)} failed**: run the cleanup again to retry them."
     metadata: dict[str, dg.MetadataValue] = {
@@ -209,6 +216,7 @@ def removal_metadata(
         ),
         "objects_planned": dg.MetadataValue.int(len(rows)),
         "objects_removed" if not dry_run else "objects_to_remove": dg.MetadataValue.int(len(done)),
+        "objects_pending": dg.MetadataValue.int(len(pending)),
         "contents_objects": dg.MetadataValue.int(total_objects),
         "contents_bytes": dg.MetadataValue.int(total_bytes),
         "failures": dg.MetadataValue.int(len(failures)),
