@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -116,6 +118,45 @@ def test_unversioned_prefix_is_purged_with_two_requests_per_1000_objects(
     assert again.ok and (again.objects, again.multipart_uploads) == (0, 0)
     assert again.total_requests == 3  # versioning, uploads, one empty page
     assert versions(s3_client, BUCKET) == others
+
+
+def test_purge_listings_skip_timestamps_but_the_callers_listings_keep_them(
+    s3_client: Any,
+) -> None:
+    s3_client.create_bucket(Bucket=BUCKET)
+    put_many(s3_client, BUCKET, [f"{PR_4}part-{i:05d}" for i in range(1500)])
+    put_many(s3_client, BUCKET, [f"lake/orders-{i}.csv" for i in range(5)])
+    purge_pages: list[dict[str, Any]] = []
+
+    def record(parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("Prefix") == PR_4:
+            purge_pages.append(parsed)
+
+    s3_client.meta.events.register("after-call.s3.ListObjectsV2", record)
+    purging = threading.Event()
+    caller_pages: list[dict[str, Any]] = []
+
+    def caller_lists_meanwhile() -> None:  # another thread of the caller, same client
+        while not purging.is_set():
+            caller_pages.append(s3_client.list_objects_v2(Bucket=BUCKET, Prefix="lake/"))
+
+    with ThreadPoolExecutor(1) as pool:
+        meanwhile = pool.submit(caller_lists_meanwhile)
+        try:
+            report = purge_prefix(s3_client, BUCKET, PR_4)
+        finally:
+            purging.set()
+        meanwhile.result()
+
+    assert report.ok and (report.objects, report.bytes) == (1500, 15_000)  # sizes still read
+    assert len(purge_pages) == 2
+    assert all("LastModified" not in o for page in purge_pages for o in page["Contents"])
+    assert caller_pages and all(
+        isinstance(o["LastModified"], datetime) for page in caller_pages for o in page["Contents"]
+    )
+    after = s3_client.list_objects_v2(Bucket=BUCKET)["Contents"]
+    assert [o["Key"] for o in after] == [f"lake/orders-{i}.csv" for i in range(5)]
+    assert all(isinstance(o["LastModified"], datetime) for o in after)
 
 
 def test_versioned_prefix_loses_every_version_and_delete_marker(
