@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -58,6 +58,7 @@ WRITE_CONFLICT_ATTEMPTS = 6
 WRITE_CONFLICT_PAUSE_SECONDS = 0.05
 
 LEDGER_TABLE = "dagster_branch_objects"
+DEFAULT_TOUCH_EVERY = timedelta(hours=1)
 
 
 class LedgerError(DagsterBranchError):
@@ -118,6 +119,8 @@ def _ledger_table(control_schema: str | None) -> sa.Table:
         sa.Column("created_by_run", sa.String(64)),
         sa.Column("git_sha", sa.String(64)),
         sa.Column("dropped_at", sa.DateTime(timezone=True)),
+        # The last run that wrote the object (at most TOUCH_EVERY old): stale_after reads it.
+        sa.Column("last_used_at", sa.DateTime(timezone=True)),
         schema=control_schema,
     )
 
@@ -195,6 +198,8 @@ class Ledger:
         engine: the warehouse engine; the ledger does not dispose it.
         control_schema: schema for the ledger table, created by :meth:`ensure`; ``None`` uses the
             connection's default schema.
+        touch_every: how stale a live row's ``last_used_at`` may get before :meth:`record`
+            refreshes it (one ``UPDATE``); the precision of :meth:`last_activity`.
 
     Example::
 
@@ -204,9 +209,16 @@ class Ledger:
             print(entry.kind.value, entry.name)
     """
 
-    def __init__(self, engine: sa.Engine, *, control_schema: str | None = "dagster_branch") -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        control_schema: str | None = "dagster_branch",
+        touch_every: timedelta = DEFAULT_TOUCH_EVERY,
+    ) -> None:
         self.engine = engine
         self.control_schema = control_schema
+        self.touch_every = touch_every
         self.table = _ledger_table(control_schema)
         self._caps = capabilities_for(engine.dialect)
         self._owns_engine = False
@@ -273,6 +285,8 @@ class Ledger:
 
         Idempotent on (namespace, store, kind, container, name) among live rows. An object
         dropped earlier and created again gets a new live row; the dropped row stays as history.
+        A live row's ``last_used_at`` moves to now when it is older than ``touch_every``, so the
+        ledger knows when a namespace was last written, not only when it was set up.
         """
         self.ensure()
         row: dict[str, Any] = {
@@ -291,18 +305,25 @@ class Ledger:
             "git_sha": entry.git_sha,
             "dropped_at": None,
         }
-        exists = sa.select(sa.literal(1)).select_from(self.table).where(self._live_match(entry))
+        t = self.table
+        live = sa.select(t.c.id, t.c.last_used_at).where(self._live_match(entry)).limit(1)
         inserted: list[bool] = []
 
-        def insert_if_missing() -> None:
+        def insert_or_touch() -> None:
             inserted.clear()
+            now = datetime.now(timezone.utc)
             with self.engine.begin() as conn:
-                if conn.execute(exists.limit(1)).first() is None:
-                    conn.execute(self.table.insert().values(**row))
+                found = conn.execute(live).first()
+                if found is None:
+                    conn.execute(t.insert().values(**row, last_used_at=row["created_at"]))
                     inserted.append(True)
+                elif (_utc(found.last_used_at) or datetime.min.replace(tzinfo=timezone.utc)) <= (
+                    now - self.touch_every
+                ):  # one UPDATE per object per touch_every, not per run
+                    conn.execute(t.update().where(t.c.id == found.id).values(last_used_at=now))
 
         try:
-            retry_on_conflict(insert_if_missing)
+            retry_on_conflict(insert_or_touch)
             if not inserted:
                 return False
         except sa.exc.SQLAlchemyError as exc:
@@ -365,13 +386,14 @@ class Ledger:
             keys = conn.execute(query).scalars().all()
         return {ns for ns in map(Namespace.try_parse, keys) if ns is not None}
 
-    def last_created_at(self, namespace: Namespace, *, store: str | None = None) -> datetime | None:
-        """When the newest live object of ``namespace`` (in ``store`` if given) was recorded;
-        ``None`` when it has no live rows. One statement."""
+    def last_activity(self, namespace: Namespace, *, store: str | None = None) -> datetime | None:
+        """When a run last created or wrote a live object of ``namespace`` (in ``store`` if
+        given), to within ``touch_every``; ``None`` when it has no live rows. One statement."""
         if not self._exists_cached():
             return None
         t = self.table
-        query = sa.select(sa.func.max(t.c.created_at)).where(
+        used = sa.func.coalesce(t.c.last_used_at, t.c.created_at)
+        query = sa.select(sa.func.max(used)).where(
             t.c.namespace == namespace.key, t.c.dropped_at.is_(None)
         )
         if store is not None:

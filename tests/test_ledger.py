@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import LEDGER_TABLE, Ledger, LedgerEntry
 from dagster_branch.naming import Namespace
+from tests.resources.test_database_cleanup import StatementCounter
 
 PR_7 = Namespace.parse("pr_7")
 PR_8 = Namespace.parse("pr_8")
@@ -192,3 +193,27 @@ def test_without_control_schema_the_table_lives_in_the_default_schema(url: str) 
         assert ledger.namespaces() == {PR_7}
     finally:
         ledger.close()
+
+
+def test_a_run_writing_again_refreshes_last_activity_at_most_once_per_touch_every(
+    ledger: Ledger,
+) -> None:
+    """``stale_after`` must see a namespace that is still written to, not only when it began."""
+    month_ago = datetime.now(timezone.utc) - timedelta(days=30)
+    entry = schema_entry(PR_7, "analytics__pr_7", created_at=month_ago)
+    assert ledger.record(entry) is True
+    assert ledger.last_activity(PR_7) == month_ago
+
+    before = datetime.now(timezone.utc)
+    assert ledger.record(schema_entry(PR_7, "analytics__pr_7")) is False  # a later run
+    touched = ledger.last_activity(PR_7)
+    assert touched is not None and before <= touched <= datetime.now(timezone.utc)
+    [stored] = ledger.live_entries(PR_7)
+    assert stored.created_at == month_ago  # provenance kept
+
+    statements = StatementCounter(ledger.engine)
+    assert ledger.record(schema_entry(PR_7, "analytics__pr_7")) is False  # same hour: no UPDATE
+    assert ledger.last_activity(PR_7) == touched
+    assert statements.statements, "the counter sees the ledger's engine"
+    assert not [s for s in statements.statements if s.lstrip().upper().startswith("UPDATE")]
+    assert ledger.last_activity(PR_8) is None

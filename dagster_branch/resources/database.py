@@ -528,16 +528,17 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         return objects_of(self, namespace)
 
     def last_activity_of(self, namespace: Namespace) -> datetime | None:
-        """When ``namespace`` last created an object here: the newest ``created_at`` among its
-        live ledger rows (one query), or ``None`` without rows or without a ledger.
+        """When a run last wrote ``namespace`` here: the ledger's last activity among its live
+        rows (one query), or ``None`` without rows or without a ledger.
 
-        The sensor's ``stale_after`` uses it for namespaces without a pull request. It counts
-        new schemas and tables, not rows written into existing ones.
+        The sensor's ``stale_after`` uses it for namespaces without a pull request. Each run's
+        ``ensure_namespace`` (and each table it routes) refreshes it, to within the ledger's
+        ``touch_every`` (an hour).
         """
         ledger = self.ledger(self.get_cleanup_engine())
         if ledger is None:
             return None
-        return ledger.last_created_at(namespace, store=self.store_key)
+        return ledger.last_activity(namespace, store=self.store_key)
 
     def ownership_problem(self, obj: OwnedObject) -> str | None:
         """Why ``obj`` must not be removed by a cleanup of ``obj.namespace``, else ``None``."""

@@ -508,14 +508,14 @@ class BranchS3Resource(S3Resource):
         return objects_of(self, namespace)
 
     def last_activity_of(self, namespace: Namespace) -> datetime | None:
-        """When ``namespace`` was last set up here, for the sensor's ``stale_after``
+        """When a run last wrote ``namespace`` here, for the sensor's ``stale_after``
         (:class:`~dagster_branch.detection.ReportsActivity`); ``None`` when unknown.
 
-        Cheap, never a listing of keys: with a ledger, the latest ``created_at`` of the
-        namespace's live rows (one statement); without one, or when the ledger has no row, the
+        Cheap, never a listing of keys: with a ledger, its last activity for the namespace's
+        live rows (one statement; refreshed by each run's ``ensure_namespace``, to within the
+        ledger's ``touch_every``); without one, or when the ledger has no row, the
         ``LastModified`` of the marker object (one ``HEAD``), which every run that writes
-        rewrites. With a ledger this is when the namespace was first set up in this store (the
-        ledger records creations, not each write).
+        rewrites.
 
         Raises:
             DagsterBranchError: the ledger or S3 could not be read.
@@ -524,13 +524,12 @@ class BranchS3Resource(S3Resource):
         if self.ledger_url:
             try:
                 with self.open_ledger() as ledger:
-                    rows = ledger.live_entries(namespace, store=self.store_key)
+                    latest = ledger.last_activity(namespace, store=self.store_key)
             except SQLAlchemyError as exc:
                 raise DagsterBranchError(
                     f"{self.store_key}: could not read the ledger for {namespace}: "
                     f"{db_error_text(exc)}."
                 ) from exc
-            latest = max((r.created_at for r in rows if r.created_at is not None), default=None)
         if latest is None:
             latest = self._marker_written_at(namespace)
         return latest
