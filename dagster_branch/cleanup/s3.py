@@ -529,17 +529,17 @@ def remove_objects(
         assert bucket is not None  # ownership_problem refuses a prefix without a bucket
         try:
             if resource.cleanup_strategy == "expire":
-                results.append(_expire(client, obj, bucket, prefix, dry_run, log, retry))
-                continue
-            if obj.kind is ObjectKind.BUCKET:
-                report = purge_bucket(client, bucket, dry_run=dry_run, **options)
+                result = _expire(client, obj, bucket, prefix, dry_run, log, retry)
             else:
-                report = purge_prefix(client, bucket, prefix, dry_run=dry_run, **options)
+                if obj.kind is ObjectKind.BUCKET:
+                    report = purge_bucket(client, bucket, dry_run=dry_run, **options)
+                else:
+                    report = purge_prefix(client, bucket, prefix, dry_run=dry_run, **options)
+                log.info(report.describe())
+                result = _result_of(obj, report)
         except (DagsterBranchError, ClientError, BotoCoreError) as exc:
             results.append(RemovalResult(obj=obj, removed=False, error=_describe(exc)))
             continue
-        log.info(report.describe())
-        result = _result_of(obj, report)
         results.append(result)
         if result.removed:
             removed.append(obj)

@@ -119,7 +119,6 @@ def test_expire_strategy_through_the_job_sets_the_rule_reports_pending_and_finis
     assert done.removed and not done.pending
     assert _rules(pg_world, BRANCH_BUCKET) == []  # our rule taken off again
     final = snapshot(pg_world)
-    # Every object of pr_7 is gone. Its lake ledger row is not checked here: the expire path of
-    # cleanup/s3.py does not mark it dropped yet (reported to the S3 cleanup's owner).
-    assert [item for item in of_pr_7(final) if not item.startswith("live ledger row")] == []
+    assert of_pr_7(final) == []  # every object of pr_7 gone, its ledger rows marked dropped
+    assert _live_lake_rows(pg_world) == []
     assert outside_pr_7(final) == outside_pr_7(before)
