@@ -79,23 +79,30 @@ def launch(
     return job.execute_in_process(run_config=request.run_config, instance=instance, tags=tags)
 
 
+def closed_pull_request(
+    httpserver: HTTPServer, number: int, url: str, switch: Deploy
+) -> GitHubPullRequests:
+    """PR ``number``'s branch deployment wrote a table; the PR was merged an hour ago; the
+    environment is production's again. Returns the source the production sensor asks."""
+    github = GitHubStandIn(httpserver, token="ghp_retry")
+    github.clock = datetime.now(timezone.utc) - timedelta(days=1)
+    github.add(number)
+    github.close(number, merged=True, at=datetime.now(timezone.utc) - timedelta(hours=1))
+    switch("branch", pr=number)
+    write_table(url)
+    switch("production")
+    return GitHubPullRequests(
+        repository=github.repository, token="ghp_retry", api_url=github.api_url
+    )
+
+
 def test_objects_written_after_the_cleanup_are_cleaned_by_a_second_run_then_left(
     duckdb_url: str,
     httpserver: HTTPServer,
     deploy: Deploy,  # noqa: F811 (imported fixture)
 ) -> None:
-    github = GitHubStandIn(httpserver, token="ghp_retry")
-    github.clock = datetime.now(timezone.utc) - timedelta(days=1)
-    github.add(7)
-    github.close(7, merged=True, at=datetime.now(timezone.utc) - timedelta(hours=1))
-    deploy("branch", pr=7)
-    write_table(duckdb_url)
-
-    deploy("production")
-    write_table(duckdb_url)
-    source = GitHubPullRequests(
-        repository=github.repository, token="ghp_retry", api_url=github.api_url
-    )
+    source = closed_pull_request(httpserver, 7, duckdb_url, deploy)
+    write_table(duckdb_url)  # production's own table
     defs = production_defs(duckdb_url, source, retry_after=timedelta(0), max_attempts=2)
     with dg.instance_for_test() as instance:
         first = tick(defs, instance, None)
@@ -127,17 +134,7 @@ def test_a_live_namespace_is_not_requested_again_before_retry_after(
     httpserver: HTTPServer,
     deploy: Deploy,  # noqa: F811 (imported fixture)
 ) -> None:
-    github = GitHubStandIn(httpserver, token="ghp_retry")
-    github.clock = datetime.now(timezone.utc) - timedelta(days=1)
-    github.add(8)
-    github.close(8, at=datetime.now(timezone.utc) - timedelta(hours=1))
-    deploy("branch", pr=8)
-    write_table(duckdb_url)
-
-    deploy("production")
-    source = GitHubPullRequests(
-        repository=github.repository, token="ghp_retry", api_url=github.api_url
-    )
+    source = closed_pull_request(httpserver, 8, duckdb_url, deploy)
     defs = production_defs(duckdb_url, source, retry_after=timedelta(hours=1))
     with dg.instance_for_test() as instance:
         first = tick(defs, instance, None)
