@@ -256,3 +256,25 @@ def test_a_module_that_does_not_exist_exits_1_with_advice() -> None:
     assert result.exit_code == 1
     assert "Module 'no_such_project' was not found" in result.output
     assert "Traceback" not in result.output
+
+
+def test_unset_environment_variables_are_named_in_one_line_without_a_stack_trace(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WAREHOUSE_URL_UNSET_X", raising=False)
+    project = tmp_path / "unset_project.py"
+    project.write_text(
+        "import dagster as dg\n"
+        "from dagster_branch import BranchDatabaseResource\n"
+        "warehouse = BranchDatabaseResource(\n"
+        "    url=dg.EnvVar('WAREHOUSE_URL_UNSET_X'), base_schema='analytics'\n"
+        ")\n"
+        "defs = dg.Definitions(resources={'warehouse': warehouse})\n"
+    )
+
+    result = CliRunner().invoke(main, ["plan", "-f", str(project), "--pr", "7"])
+
+    assert result.exit_code == 1
+    assert "WAREHOUSE_URL_UNSET_X are not set" in result.output
+    assert "Stack Trace" not in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ tear-down run), and torn down when the command is done.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -124,4 +125,25 @@ def open_resources(defs: dg.Definitions) -> Iterator[OpenedResources]:
             yield OpenedResources(stores=stores, source=source, source_key=source_key)
     except dg.DagsterInvalidConfigError as exc:
         # Typically an EnvVar that is not set; Dagster's message names it, never its value.
-        raise DagsterBranchConfigError(f"The resources could not be configured: {exc}") from exc
+        raise DagsterBranchConfigError(
+            f"The resources could not be configured: {_config_problems(exc)}"
+        ) from exc
+
+
+_UNSET_VARIABLE = re.compile(r'environment variable "([^"]+)" which is not set')
+
+
+def _config_problems(exc: dg.DagsterInvalidConfigError) -> str:
+    """Dagster's config errors in one line: no stack traces, unset variables by name."""
+    unset: list[str] = []
+    other: list[str] = []
+    for error in exc.errors:
+        message = error.message.split("Stack Trace:", 1)[0]
+        if match := _UNSET_VARIABLE.search(message):
+            unset.append(match.group(1))
+        else:
+            other.append(" ".join(message.split()))
+    if unset:
+        names = ", ".join(dict.fromkeys(unset))
+        other.insert(0, f"the environment variable(s) {names} are not set: set them and retry")
+    return "; ".join(other) or str(exc)
