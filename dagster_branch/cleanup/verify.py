@@ -100,7 +100,8 @@ def _pull_request_reasons(
     if state is None:
         return [
             f"The pull-request source does not know {plan.namespace}: an unknown PR is treated as "
-            "open. Set require_closed: false only if you are sure the branch is gone."
+            "open. Set require_closed: false (dagster-branch cleanup --no-pr-check) only if you "
+            "are sure the branch is gone."
         ], None
     if not state.is_finished:
         number = f"#{state.number}" if state.number is not None else str(plan.namespace)

@@ -102,6 +102,7 @@ def test_a_pull_request_the_host_does_not_know_is_treated_as_open(
 
     text = _assert_refused_before_removal(result, world, before)
     assert "does not know pr_8" in text
+    assert "--no-pr-check" in text  # what to pass on the command line instead
 
 
 def test_max_objects_trips_with_a_clear_message(world: World, run_cleanup: RunCleanup) -> None:
