@@ -51,6 +51,34 @@ def use_dummy_aws_credentials() -> None:
 # -- arguments ----------------------------------------------------------------------------------
 
 
+# The Dagster+ variables a deployment sees; benchmarks switch between deployments with them.
+DEPLOYMENT_VARIABLES = (
+    "DAGSTER_CLOUD_DEPLOYMENT_NAME",
+    "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT",
+    "DAGSTER_CLOUD_PULL_REQUEST_ID",
+    "DAGSTER_CLOUD_GIT_BRANCH",
+    "DAGSTER_CLOUD_GIT_REPO",
+)
+PRODUCTION = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "0"}
+
+
+@contextlib.contextmanager
+def deployment_environment(values: dict[str, str]) -> Iterator[None]:
+    """Set the Dagster+ variables a deployment would see, and restore them after."""
+    saved = {name: os.environ.get(name) for name in DEPLOYMENT_VARIABLES}
+    for name in DEPLOYMENT_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     """The options every benchmark script takes."""
     parser = argparse.ArgumentParser(description=description)

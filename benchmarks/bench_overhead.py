@@ -21,12 +21,11 @@ Import: ``import dagster_branch`` after ``import dagster``, in fresh interpreter
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg
 from _common import (
+    PRODUCTION,
     SeedableS3,
     Stopwatch,
     Table,
     base_parser,
+    deployment_environment,
     emit,
     median,
     scratch_dir,
@@ -54,13 +55,6 @@ from dagster_branch.resources.database import BranchDatabaseResource
 from dagster_branch.resources.s3 import BranchS3Resource
 from dagster_branch.testing import local_postgres
 
-DEPLOYMENT_VARIABLES = (
-    "DAGSTER_CLOUD_DEPLOYMENT_NAME",
-    "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT",
-    "DAGSTER_CLOUD_PULL_REQUEST_ID",
-    "DAGSTER_CLOUD_GIT_BRANCH",
-)
-PRODUCTION = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "0"}
 BRANCH = {
     "DAGSTER_CLOUD_DEPLOYMENT_NAME": "3f9a0c1e",
     "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
@@ -70,22 +64,6 @@ BRANCH = {
 BUCKET = "bench-lake"
 # What Dagster hands a resource's setup and teardown in a run (made once: it is Dagster's cost).
 INIT_CONTEXT = dg.build_init_resource_context()
-
-
-@contextlib.contextmanager
-def deployment_environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in DEPLOYMENT_VARIABLES}
-    for name in DEPLOYMENT_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @dataclass

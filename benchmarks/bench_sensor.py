@@ -26,7 +26,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import subprocess
 import sys
 import urllib.request
@@ -43,9 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dagster as dg
 from _common import (
     BENCH_DIR,
+    PRODUCTION,
     Stopwatch,
     Table,
     base_parser,
+    deployment_environment,
     emit,
     median,
     ratio,
@@ -65,13 +66,6 @@ REPOSITORY = "acme/warehouse"
 TOKEN = "bench-token"  # the stand-in accepts anything; never a real token
 GRACE = timedelta(minutes=10)
 RTT_MS = 50  # a typical round trip to api.github.com, for the estimate column
-DEPLOYMENT_VARIABLES = (
-    "DAGSTER_CLOUD_DEPLOYMENT_NAME",
-    "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT",
-    "DAGSTER_CLOUD_PULL_REQUEST_ID",
-    "DAGSTER_CLOUD_GIT_BRANCH",
-    "DAGSTER_CLOUD_GIT_REPO",
-)
 
 
 # -- the stand-in server ------------------------------------------------------------------------
@@ -118,26 +112,6 @@ def github_standin(pulls: int, live: int) -> Iterator[GitHubStandIn]:
 
 
 # -- the warehouse with 500 live namespaces -----------------------------------------------------
-
-
-@contextlib.contextmanager
-def deployment_environment(values: dict[str, str]) -> Iterator[None]:
-    """Set the Dagster+ variables a deployment would see, and restore them after."""
-    saved = {name: os.environ.get(name) for name in DEPLOYMENT_VARIABLES}
-    for name in DEPLOYMENT_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-PRODUCTION = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "0"}
 
 
 def warehouse(url: str) -> BranchDatabaseResource:

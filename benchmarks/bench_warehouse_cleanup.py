@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,9 +33,11 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    PRODUCTION,
     Stopwatch,
     Table,
     base_parser,
+    deployment_environment,
     emit,
     median,
     ratio,
@@ -50,13 +51,6 @@ from dagster_branch.resources.database import BranchDatabaseResource
 from dagster_branch.testing import local_postgres
 
 BASE = "analytics"
-DEPLOYMENT_VARIABLES = (
-    "DAGSTER_CLOUD_DEPLOYMENT_NAME",
-    "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT",
-    "DAGSTER_CLOUD_PULL_REQUEST_ID",
-    "DAGSTER_CLOUD_GIT_BRANCH",
-)
-PRODUCTION = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "0"}
 
 
 class StatementCounter:
@@ -85,22 +79,6 @@ class StatementCounter:
 
 COUNTER = StatementCounter()
 sa.event.listen(sa.Engine, "before_cursor_execute", COUNTER)
-
-
-@contextlib.contextmanager
-def deployment_environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in DEPLOYMENT_VARIABLES}
-    for name in DEPLOYMENT_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def branch_environment(number: int) -> dict[str, str]:
