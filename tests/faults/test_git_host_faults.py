@@ -25,6 +25,7 @@ from dagster_branch import (
     GitLabMergeRequests,
     branch_cleanup_definitions,
 )
+from tests.cleanup.helpers import failure_text
 from tests.sources.stand_ins import (
     DagsterPlusStandIn,
     GitHubStandIn,
@@ -37,7 +38,6 @@ from .proxy import Drop, Forward, HttpFaultProxy, Rule, Truncate, bad_gateway
 from .world import (
     Deployments,
     database_snapshot,
-    failure_text,
     run_cleanup,
     warehouse,
     write_tables,

@@ -14,11 +14,12 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
+from tests.cleanup.helpers import failure_text
+
 from .proxy import TcpFaultProxy
 from .world import (
     Deployments,
     database_snapshot,
-    failure_text,
     live_ledger,
     run_cleanup,
     run_log_messages,

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from dagster_branch import Namespace
+from tests.cleanup.helpers import failure_text
 
 from .conftest import BulkS3
 from .proxy import (
@@ -28,7 +29,6 @@ from .proxy import (
 from .world import (
     BUCKET,
     Deployments,
-    failure_text,
     lake,
     live_ledger,
     outside,

@@ -203,21 +203,6 @@ def run_cleanup(
         return resolved.execute_in_process(run_config=config, instance=fresh, raise_on_error=False)
 
 
-def failure_text(result: dg.ExecuteInProcessResult) -> str:
-    """Every failure description and error message of a run, causes included."""
-    texts: list[str] = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data
-            if data.user_failure_data and data.user_failure_data.description:
-                texts.append(data.user_failure_data.description)
-            error = data.error
-            while error is not None:
-                texts.append(error.message)
-                error = error.cause
-    return "\n".join(texts)
-
-
 def run_log_messages(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
     """Every log line of a run as stored in the instance's event log (what the UI shows)."""
     return [entry.user_message for entry in instance.all_logs(result.run_id)]

@@ -22,11 +22,11 @@ from pathlib import Path
 import boto3
 
 from dagster_branch import Namespace
+from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
     BUCKET,
     Deployments,
     database_snapshot,
-    failure_text,
     lake,
     live_ledger,
     outside,

@@ -26,11 +26,11 @@ from dagster_branch import (
 )
 from dagster_branch.cli import main
 from dagster_branch.naming import schema_name
+from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
     BUCKET,
     Deployments,
     database_snapshot,
-    failure_text,
     lake,
     live_ledger,
     run_cleanup,
