@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
 from dagster_branch.naming import Namespace
 
-__all__ = ["BranchStore", "ObjectKind", "OwnedObject", "RemovalResult"]
+__all__ = ["BranchStore", "ObjectKind", "OwnedObject", "RemovalResult", "ledger_not_updated"]
 
 
 class ObjectKind(str, Enum):
@@ -64,6 +64,17 @@ class RemovalResult:
     bytes: int = 0
     error: str | None = None
     pending: bool = False  # an expiry rule was set; the store deletes the data later
+
+
+def ledger_not_updated(results: Sequence[RemovalResult], reason: str) -> list[RemovalResult]:
+    """``results`` with every removed object turned into a failure: its data is gone, but the
+    ledger still says live. Not a success, so the run says so; a rerun removes nothing (it is
+    idempotent) and marks the rows dropped then."""
+    message = (
+        f"the object is gone, but the ledger could not be updated to mark it dropped ({reason}): "
+        "run the cleanup again to update the ledger."
+    )
+    return [replace(r, error=message) if r.removed else r for r in results]
 
 
 @runtime_checkable

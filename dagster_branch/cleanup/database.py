@@ -41,7 +41,7 @@ from dagster_branch.dialects import (
     sqlite_schema_files,
     sqlite_schema_path,
 )
-from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, ledger_not_updated
 from dagster_branch.ledger import LedgerEntry, LedgerError, db_error_text, retry_write_conflicts
 from dagster_branch.naming import Namespace, namespace_of_schema, namespace_of_table
 
@@ -207,8 +207,12 @@ def remove_objects(
         if ledger_error is not None:
             # The objects are gone but their rows still say live: report it as a failure so the
             # run says so; a rerun drops IF EXISTS (a no-op) and marks the rows then.
-            log.error("%d removed object(s): %s", sum(r.removed for r in results), ledger_error)
-            results = [replace(r, error=ledger_error) if r.removed else r for r in results]
+            log.error(
+                "%d removed object(s) could not be marked dropped in the ledger: %s",
+                sum(r.removed for r in results),
+                ledger_error,
+            )
+            results = ledger_not_updated(results, ledger_error)
     return results
 
 
@@ -348,7 +352,7 @@ def _remove_sqlite_schema(
 def _mark_dropped(
     resource: BranchDatabaseResource, engine: sa.Engine, removed: list[OwnedObject]
 ) -> str | None:
-    """Mark ``removed`` dropped in the ledger; the error to report if that failed, else ``None``."""
+    """Mark ``removed`` dropped in the ledger; why that failed (redacted), else ``None``."""
     ledger = resource.ledger(engine)
     if ledger is None or not removed:
         return None
@@ -364,10 +368,7 @@ def _mark_dropped(
         ledger.mark_dropped(entries)
     except LedgerError as exc:
         cause = db_error_text(exc.__cause__) if exc.__cause__ is not None else str(exc)
-        return resource.redact(
-            f"the object is gone, but the ledger could not be updated to mark it dropped "
-            f"({cause}): run the cleanup again to update the ledger."
-        )
+        return resource.redact(cause)
     return None
 
 

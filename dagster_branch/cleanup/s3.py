@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -51,7 +51,7 @@ from dagster_branch.cleanup.s3_batches import (
     error_code,
 )
 from dagster_branch.errors import CleanupRefusedError, DagsterBranchError
-from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, ledger_not_updated
 
 if TYPE_CHECKING:
     from dagster_branch.resources.s3 import BranchS3Resource
@@ -546,22 +546,8 @@ def remove_objects(
     if removed:
         unrecorded = resource.mark_removed(removed, log=log)
         if unrecorded is not None:
-            results = [
-                _ledger_not_updated(r, unrecorded) if r.obj in removed else r for r in results
-            ]
+            results = ledger_not_updated(results, unrecorded)
     return results
-
-
-def _ledger_not_updated(result: RemovalResult, reason: str) -> RemovalResult:
-    """The data is gone but its ledger row is still live: not a success. A rerun finds nothing
-    to delete (the purge is idempotent) and only marks the row dropped."""
-    return replace(
-        result,
-        error=(
-            f"its data was removed, but the ledger could not be updated ({reason}); run the "
-            "cleanup again to mark it dropped"
-        ),
-    )
 
 
 def _expire(
