@@ -8,6 +8,7 @@ guard on the client it hands out, ownership records, and the inventory the clean
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
+import sqlalchemy as sa
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import disable_signing
@@ -56,7 +58,7 @@ _TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]", re.ASCII)
 # One lock for every instance: namespaces are ensured once per run, so contention is nil, and a
 # module lock survives the copies Dagster makes of resources (a lock attribute would not).
 _ENSURE_LOCK = threading.Lock()
-_CLIENT_LOCK = threading.Lock()  # guards lazy client creation (boto3 sessions are not thread-safe)
+_CLIENT_LOCK = threading.Lock()  # lazy clients and ledger (boto3 sessions are not thread-safe)
 
 
 class BranchS3Resource(S3Resource):
@@ -176,6 +178,7 @@ class BranchS3Resource(S3Resource):
     _client: Any = PrivateAttr(default=None)
     _cleanup_client: Any = PrivateAttr(default=None)
     _session: Any = PrivateAttr(default=None)
+    _ledger: Ledger | None = PrivateAttr(default=None)
     _ensured: tuple[str, str] | None = PrivateAttr(default=None)
     # Namespace tags of existing buckets, read once per instance (discovery, verify, removal).
     _bucket_tags: dict[str, BucketTags] = PrivateAttr(default_factory=dict)
@@ -197,12 +200,15 @@ class BranchS3Resource(S3Resource):
         self.close()
 
     def close(self) -> None:
-        """Close the clients' connection pools; new ones are made (from the same boto3 session,
-        cheaply) if the resource is used again."""
+        """Close the clients' connection pools and the ledger's engine; new ones are made (from
+        the same boto3 session, cheaply) if the resource is used again."""
         for client in (self._client, self._cleanup_client):
             if client is not None:
                 client.close()
         self._client = self._cleanup_client = None
+        if self._ledger is not None:
+            self._ledger.engine.dispose()
+            self._ledger = None
 
     def get_object_to_set_on_execution_context(self) -> Any:
         """Ops using ``context.resources.<key>`` get the resource (routing included), not a
@@ -471,11 +477,21 @@ class BranchS3Resource(S3Resource):
             ContentType="application/json",
         )
 
-    def open_ledger(self) -> _LedgerSession:
-        """A context manager giving the ledger (``ledger_url`` must be set); closed on exit."""
+    def open_ledger(self) -> contextlib.AbstractContextManager[Ledger]:
+        """``with resource.open_ledger() as ledger:`` (``ledger_url`` must be set).
+
+        One ledger and engine per resource instance, made on first use and disposed by
+        :meth:`close`: a sensor tick asking about hundreds of namespaces reuses its connections
+        instead of opening one per question. ``pool_pre_ping`` replaces a connection the server
+        dropped meanwhile.
+        """
         if not self.ledger_url:
             raise DagsterBranchConfigError(f"{self.store_key}: ledger_url is not set.")
-        return _LedgerSession(self.ledger_url, self.ledger_schema)
+        with _CLIENT_LOCK:
+            if self._ledger is None:
+                engine = sa.create_engine(self.ledger_url, pool_pre_ping=True)
+                self._ledger = Ledger(engine, control_schema=self.ledger_schema)
+        return contextlib.nullcontext(self._ledger)
 
     # -- BranchStore ----------------------------------------------------------------------------
 
@@ -601,22 +617,6 @@ class BranchS3Resource(S3Resource):
             return None
         log.error(f"Removed {len(entries)} object(s), but the ledger was not updated: {reason}")
         return reason
-
-
-class _LedgerSession:
-    """``with resource.open_ledger() as ledger:``: a ledger with its own engine, disposed after."""
-
-    def __init__(self, url: str, control_schema: str | None) -> None:
-        self._url, self._schema = url, control_schema
-        self._ledger: Ledger | None = None
-
-    def __enter__(self) -> Ledger:
-        self._ledger = Ledger.from_url(self._url, control_schema=self._schema)
-        return self._ledger
-
-    def __exit__(self, *exc: object) -> None:
-        if self._ledger is not None:
-            self._ledger.close()
 
 
 def _tag_text(value: str, limit: int) -> str:
