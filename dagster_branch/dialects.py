@@ -40,6 +40,7 @@ __all__ = [
     "attach_sqlite_schemas",
     "capabilities_for",
     "check_identifier",
+    "check_identifier_limit",
     "create_schema_ddl",
     "detach_sqlite_schema",
     "drop_schema_ddl",
@@ -47,6 +48,7 @@ __all__ = [
     "drop_view_ddl",
     "is_write_conflict",
     "list_schema_names",
+    "server_identifier_limit",
     "sqlite_schema_files",
     "sqlite_schema_path",
 ]
@@ -74,6 +76,13 @@ class DialectCapabilities:
     schema_names_sql: str | None = None
     """A fixed query listing the schemas of the current database, where the inspector's
     answer is not plain names (duckdb-engine returns ``db."schema"``)."""
+    identifier_limit_sql: str | None = None
+    """A fixed query answering the server's own identifier limit in bytes, where the server
+    truncates longer names silently (PostgreSQL: ``NAMEDATALEN - 1``, fixed when it is built).
+    Elsewhere ``max_identifier_bytes`` is the documented limit."""
+    known: bool = True
+    """The limits above are the dialect's documented ones (false for the conservative default
+    of a dialect dagster-branch does not know)."""
 
     @property
     def attaches_schemas(self) -> bool:
@@ -93,6 +102,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         transactional_ddl=True,
         max_identifier_bytes=63,
         default_schema="public",
+        identifier_limit_sql="SHOW max_identifier_length",
     ),
     "redshift": DialectCapabilities(
         name="redshift",
@@ -146,7 +156,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
     ),
 }
 
-DEFAULT_CAPABILITIES = DialectCapabilities(name="default")
+DEFAULT_CAPABILITIES = DialectCapabilities(name="default", known=False)
 
 
 def capabilities_for(dialect: str | sa.engine.Dialect) -> DialectCapabilities:
@@ -202,6 +212,41 @@ def is_write_conflict(exc: BaseException) -> bool:
         return True
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return sqlstate in _CONFLICT_SQLSTATES
+
+
+def check_identifier_limit(caps: DialectCapabilities, configured: int | None) -> int:
+    """The identifier limit names are built with: ``configured`` when set, else the dialect's.
+
+    A configured limit above the dialect's documented one is refused: the server would cut the
+    longer names short silently, and a cut name can land on production's or another branch's.
+
+    Raises:
+        DagsterBranchConfigError: ``configured`` exceeds the limit of a known dialect.
+    """
+    if configured is None:
+        return caps.max_identifier_bytes
+    if caps.known and configured > caps.max_identifier_bytes:
+        raise DagsterBranchConfigError(
+            f"max_identifier_bytes={configured} is above the {caps.name} limit of "
+            f"{caps.max_identifier_bytes} bytes: the server would truncate longer names, and a "
+            "truncated branch schema can be production's or another branch's. Set "
+            f"max_identifier_bytes to {caps.max_identifier_bytes} or less, or leave it unset."
+        )
+    return configured
+
+
+def server_identifier_limit(caps: DialectCapabilities, dbapi_conn: Any) -> int | None:
+    """The server's own identifier limit in bytes, asked on a raw DBAPI connection (one
+    statement), or ``None`` where the dialect has no such setting."""
+    if caps.identifier_limit_sql is None:
+        return None
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(caps.identifier_limit_sql)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return int(row[0]) if row is not None else None
 
 
 def check_identifier(caps: DialectCapabilities, name: str) -> str:

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from dagster_branch.dialects import (
     DialectCapabilities,
     capabilities_for,
+    check_identifier_limit,
     detach_sqlite_schema,
     drop_schema_ddl,
     drop_table_ddl,
@@ -57,7 +58,7 @@ _RELATIONS = (ObjectKind.SCHEMA, ObjectKind.TABLE, ObjectKind.VIEW)
 
 def _caps_and_limit(resource: BranchDatabaseResource) -> tuple[DialectCapabilities, int]:
     caps = capabilities_for(resource.get_cleanup_engine().dialect)
-    return caps, resource.max_identifier_bytes or caps.max_identifier_bytes
+    return caps, check_identifier_limit(caps, resource.max_identifier_bytes)
 
 
 # -- inventory ----------------------------------------------------------------------------------

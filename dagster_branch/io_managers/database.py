@@ -75,6 +75,7 @@ class BranchTableIOManager(ConfigurableIOManager):
                     drop_table_ddl(self.database.routing().caps, location.name, location.schema)
                 )
                 rows = _write(conn, location, obj)
+                _require_exact_table(conn, location)
         except sa.exc.SQLAlchemyError as exc:
             raise DagsterBranchError(
                 f"Could not write table {location}: {self.database.redact(db_error_text(exc))}"
@@ -117,6 +118,17 @@ def _table_for(key: AssetKey | None, context: InputContext | OutputContext) -> s
 def _wants_rows(context: InputContext) -> bool:
     typing_type = context.dagster_type.typing_type
     return typing_type is list or getattr(typing_type, "__origin__", None) is list
+
+
+def _require_exact_table(conn: sa.Connection, location: TableLocation) -> None:
+    """Raise (rolling the write back) unless the table exists under exactly its name: a server
+    that shortened it wrote somewhere else. One catalog query, the name a bound parameter."""
+    if not sa.inspect(conn).has_table(location.name, schema=location.schema):
+        raise DagsterBranchError(
+            f"Table {location} does not exist under that exact name after it was written: the "
+            "server changed the name (truncation?), so the write was rolled back. Set the "
+            "warehouse's max_identifier_bytes to the server's limit."
+        )
 
 
 def _write(conn: sa.Connection, location: TableLocation, obj: Any) -> int:

@@ -37,7 +37,9 @@ from dagster_branch.dialects import (
     attach_sqlite_schemas,
     capabilities_for,
     check_identifier,
+    check_identifier_limit,
     create_schema_ddl,
+    server_identifier_limit,
     sqlite_schema_path,
 )
 from dagster_branch.errors import (
@@ -174,7 +176,9 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
     max_identifier_bytes: int | None = Field(
         default=None,
         ge=16,
-        description="Longest identifier allowed; default: the dialect's limit (PostgreSQL 63).",
+        description="Longest identifier allowed; default: the dialect's limit (PostgreSQL 63). "
+        "A value above the dialect's limit, or above the limit the server reports (PostgreSQL's "
+        "max_identifier_length), is refused.",
     )
 
     _deployment: DeploymentContext | None = PrivateAttr(default=None)
@@ -232,7 +236,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         let a branch write to production."""
         deployment = self.deployment
         caps = capabilities_for(_dialect_name(self._active_url()))
-        limit = self.max_identifier_bytes or caps.max_identifier_bytes
+        limit = check_identifier_limit(caps, self.max_identifier_bytes)
         base = _required(self.base_schema, "base_schema")
         if self.control_schema is not None and _same(self.control_schema, base):
             raise DagsterBranchConfigError(
@@ -373,7 +377,15 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
                 f"Cannot create an engine for {_hide_password(url)}: {type(exc).__name__}. "
                 "Check the URL's dialect and that its driver is installed."
             ) from None
-        if capabilities_for(engine.dialect).attaches_schemas:
+        caps = capabilities_for(engine.dialect)
+        limit = check_identifier_limit(caps, self.max_identifier_bytes)
+        # Once per engine, on its first connection: the server's own limit, one statement.
+        sa.event.listen(
+            engine,
+            "first_connect",
+            lambda dbapi_conn, _record: _check_server_limit(caps, limit, url, dbapi_conn),
+        )
+        if caps.attaches_schemas:
             attach_sqlite_schemas(engine, attach)
         return engine
 
@@ -502,6 +514,15 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
                 if mark:
                     self.guard_write(r.target_schema)
                 conn.execute(create_schema_ddl(r.caps, r.target_schema))
+                # The catalog compares the exact name (a bound parameter, never truncated): a
+                # server that shortened the name created or reused another schema. Raising here
+                # rolls the CREATE back (transactional DDL) before any marker is written.
+                if not sa.inspect(conn).has_schema(r.target_schema):
+                    raise DagsterBranchNamingError(
+                        f"Schema {r.target_schema!r} does not exist under that exact name after "
+                        f"CREATE SCHEMA on {self.display_url}: the server changed the name "
+                        "(truncation?). Set max_identifier_bytes to the server's limit."
+                    )
             if mark and r.caps.schema_comments:
                 conn.execute(SchemaComment(r.target_schema, self.marker()))
 
@@ -554,6 +575,19 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         from dagster_branch.cleanup.database import remove_objects
 
         return remove_objects(self, objects, dry_run=dry_run, log=log)
+
+
+def _check_server_limit(
+    caps: DialectCapabilities, limit: int, url: str, dbapi_conn: object
+) -> None:
+    server = server_identifier_limit(caps, dbapi_conn)
+    if server is not None and limit > server:
+        raise DagsterBranchConfigError(
+            f"The server at {_hide_password(url)} truncates identifiers to {server} bytes "
+            f"(max_identifier_length), but names are built up to {limit} bytes: a truncated "
+            "branch schema can be production's or another branch's. Set max_identifier_bytes "
+            f"to {server} or less."
+        )
 
 
 def _hide_password(url: str) -> str:
