@@ -1,9 +1,13 @@
 """Namespaces and the per-backend names built from them: pure functions, no I/O.
 
 A :class:`Namespace` is the key that names everything one deployment owns: ``pr_42`` for a pull
-request, ``br_<slug>_<hash>`` for a branch without a PR, ``dev_<user>`` for local development.
-Keys contain only ``[a-z0-9_]`` and never two underscores in a row, so ``__`` can separate a base
-name from a key and the split is unambiguous.
+request, ``br_<slug>_<hash>`` for a branch without a PR, ``dev_<user>_<hash>`` for local
+development. Keys contain only ``[a-z0-9_]`` and never two underscores in a row, so ``__`` can
+separate a base name from a key and the split is unambiguous.
+
+Wherever a name is slugged or shortened, a hash of the full original keeps it apart from every
+other: :data:`HASH_LENGTH` hex digits of SHA-256, 64 bits, so that a birthday search over
+ordinary branch names needs about 2**32 names for one collision (32 bits took 2.7 s).
 
 Every ``*_name`` function has a ``namespace_of_*`` inverse. The inverse does not trust the shape of
 a name alone: it rebuilds the name from the namespace it found and accepts it only when the result
@@ -50,12 +54,12 @@ __all__ = [
 
 SEPARATOR = "__"
 BUCKET_SEPARATOR = "--"
-SLUG_MAX_LENGTH = 24
+SLUG_MAX_LENGTH = 16  # with a 64-bit hash, keys stay within 37 characters
 PR_ID_MAX_DIGITS = 12
 BUCKET_MIN_LENGTH = 3
 BUCKET_MAX_LENGTH = 63
 S3_KEY_MAX_BYTES = 1024
-HASH_LENGTH = 8
+HASH_LENGTH = 16  # hex digits: 64 bits
 
 # AWS reserves these for its own features (access points, Outposts, directory buckets, ...).
 RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
@@ -64,9 +68,11 @@ RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s
 _PR_NUMBER = rf"[1-9][0-9]{{0,{PR_ID_MAX_DIGITS - 1}}}"
 _PR_KEY = re.compile(rf"pr_({_PR_NUMBER})")
 _SLUG = r"[a-z0-9]+(?:_[a-z0-9]+)*"
-_BRANCH_KEY = re.compile(rf"br_({_SLUG})_([0-9a-f]{{{HASH_LENGTH}}})")
-_DEV_KEY = re.compile(rf"dev_({_SLUG})")
+_BRANCH_KEY = re.compile(rf"br_({_SLUG})_[0-9a-f]{{{HASH_LENGTH}}}")
+_DEV_KEY = re.compile(rf"dev_({_SLUG})_[0-9a-f]{{{HASH_LENGTH}}}")
 _BUCKET_CHARS = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
+KEY_SHAPES = f"'pr_<number>', 'br_<slug>_<{HASH_LENGTH} hex>' or 'dev_<user>_<{HASH_LENGTH} hex>'"
+"""The namespace key shapes, as error messages name them."""
 
 
 def short_hash(text: str, length: int = HASH_LENGTH) -> str:
@@ -105,7 +111,9 @@ class Namespace:
         >>> Namespace.for_pull_request("42").key
         'pr_42'
         >>> Namespace.for_branch("feature/Add orders!").key
-        'br_feature_add_orders_87c9ffee'
+        'br_feature_add_orde_87c9ffee7eb18433'
+        >>> Namespace.for_developer("alice").key
+        'dev_alice_2bd806c97f0e00af'
         >>> Namespace.parse("pr_42") == Namespace.for_pull_request(42)
         True
     """
@@ -115,9 +123,8 @@ class Namespace:
     def __post_init__(self) -> None:
         if not _matches_any_key(self.key):
             raise DagsterBranchNamingError(
-                f"{self.key!r} is not a dagster-branch namespace: expected 'pr_<number>', "
-                "'br_<slug>_<8 hex>' or 'dev_<user>' (lower-case letters, digits, single "
-                "underscores)."
+                f"{self.key!r} is not a dagster-branch namespace: expected {KEY_SHAPES} (slugs "
+                f"of at most {SLUG_MAX_LENGTH} lower-case letters, digits and single underscores)."
             )
 
     @classmethod
@@ -150,15 +157,15 @@ class Namespace:
     def for_developer(cls, user: str) -> Namespace:
         """The namespace of local development by ``user``.
 
-        A user name that does not slugify cleanly (``"Zoë O'Neil"``) gets a short hash, so two
-        developers whose names slugify alike still get two namespaces.
+        The slug keeps names readable; the hash of the raw user name is always there, so two
+        users whose names slugify alike (``Alice!`` and ``alice``), or a user literally called
+        like another's namespace (``alice_<hash>``), never share a namespace.
         """
-        slug = slugify(user)
-        if not slug:
-            slug = "u" + short_hash(user)
-        elif slug != user or slug.endswith("s3alias"):  # "-s3alias" is a reserved bucket suffix
-            slug = f"{slug[: SLUG_MAX_LENGTH - HASH_LENGTH - 1].rstrip('_')}_{short_hash(user)}"
-        return cls(f"dev_{slug}")
+        if not user:
+            raise DagsterBranchNamingError(
+                "The user name is empty: set DAGSTER_BRANCH_USER or DAGSTER_BRANCH_NAMESPACE."
+            )
+        return cls(f"dev_{slugify(user) or 'user'}_{short_hash(user)}")
 
     @classmethod
     def parse(cls, key: str) -> Namespace:
@@ -185,9 +192,13 @@ class Namespace:
 
 
 def _matches_any_key(key: object) -> bool:
+    """Whether ``key`` has exactly a shape the ``for_*`` builders produce (slug length included)."""
     if not isinstance(key, str):
         return False
-    return any(p.fullmatch(key) for p in (_PR_KEY, _BRANCH_KEY, _DEV_KEY))
+    if _PR_KEY.fullmatch(key):
+        return True
+    match = _BRANCH_KEY.fullmatch(key) or _DEV_KEY.fullmatch(key)
+    return match is not None and len(match.group(1)) <= SLUG_MAX_LENGTH
 
 
 # -- warehouse names ----------------------------------------------------------------------------

@@ -75,9 +75,9 @@ def test_anything_but_1_is_not_a_branch(flag: str) -> None:
 def test_local_uses_the_developer() -> None:
     ctx = DeploymentContext.from_env({"USER": "alice"})
     assert ctx.kind is DeploymentKind.LOCAL
-    assert ctx.namespace == Namespace.parse("dev_alice")
+    assert ctx.namespace == Namespace.for_developer("alice")
     assert DeploymentContext.from_env({"DAGSTER_BRANCH_USER": "bob", "USER": "x"}).namespace == (
-        Namespace.parse("dev_bob")
+        Namespace.for_developer("bob")
     )
 
 

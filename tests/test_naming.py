@@ -54,10 +54,8 @@ def test_documented_examples() -> None:
     assert table_name("orders", pr) == "pr_42__orders"
     assert bucket_name("acme-data", pr) == "acme-data--pr-42"
     assert key_prefix("exports", pr) == "_branches/pr_42/exports/"
-    assert Namespace.for_developer("alice").key == "dev_alice"
-    assert re.fullmatch(
-        r"br_feature_orders_[0-9a-f]{8}", Namespace.for_branch("feature/orders").key
-    )
+    assert Namespace.for_developer("alice").key == "dev_alice_2bd806c97f0e00af"
+    assert Namespace.for_branch("feature/orders").key == "br_feature_orders_da110e2bb5cd48cc"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +73,7 @@ def test_bad_pull_request_ids_are_refused(bad: str) -> None:
 )  # fmt: skip
 def test_unusual_branch_names_give_safe_names(branch: str) -> None:
     ns = Namespace.for_branch(branch)
-    assert re.fullmatch(r"br_[a-z0-9]+(_[a-z0-9]+)*_[0-9a-f]{8}", ns.key)
+    assert re.fullmatch(r"br_[a-z0-9]+(_[a-z0-9]+)*_[0-9a-f]{16}", ns.key)
     assert len(ns.key) <= 36
     assert namespace_of_schema(schema_name("analytics", ns), "analytics") == ns
     assert_valid_bucket(bucket_name("acme-data", ns))
@@ -89,7 +87,11 @@ def test_empty_branch_is_refused(branch: str) -> None:
 
 @pytest.mark.parametrize(
     "key", ["pr_0", "pr_01", "pr_x", "br_feat", "br_feat_XYZ12345", "dev_", "dev__a", "prod",
-            "analytics", "pr_42 ", "PR_42", "dev_a__b", ""],
+            "analytics", "pr_42 ", "PR_42", "dev_a__b", "",
+            "dev_alice",  # the shape before developer keys always carried a hash
+            "br_feat_87c9ffee",  # an 8-hex (32-bit) branch hash
+            "br_feature_add_orders_87c9ffee7eb18433",  # a slug longer than any builder makes
+            "dev_alice_2BD806C97F0E00AF"],
 )  # fmt: skip
 def test_parse_refuses_non_keys(key: str) -> None:
     assert Namespace.try_parse(key) is None
@@ -167,3 +169,90 @@ def test_unusable_branch_roots_are_refused(root: str) -> None:
 def test_developer_names_that_would_hit_a_reserved_bucket_suffix_are_hashed() -> None:
     ns = Namespace.for_developer("s3alias")
     assert_valid_bucket(bucket_name("acme", ns))
+
+
+# -- collisions (64-bit hashes) ------------------------------------------------------------------
+
+# Found by a birthday search under the 32-bit hash (8 hex digits): 168,936 branch names of this
+# shape, 2.7 s. Both gave br_feature_add_orders_table_ccac03eb, so one branch read and dropped
+# the other's tables.
+COLLIDED_UNDER_32_BITS = ("feature/add-orders-table-2084", "feature/add-orders-table-168935")
+
+
+def test_the_branch_names_that_collided_under_a_32_bit_hash_now_differ() -> None:
+    a, b = (Namespace.for_branch(name) for name in COLLIDED_UNDER_32_BITS)
+    assert a != b
+    assert schema_name("analytics", a) != schema_name("analytics", b)
+    assert bucket_name("acme-data", a) != bucket_name("acme-data", b)
+    assert key_prefix("lake", a) != key_prefix("lake", b)
+    assert namespace_of_schema(schema_name("analytics", a), "analytics") == a
+
+
+def test_a_user_named_like_another_users_namespace_gets_another_namespace() -> None:
+    alice = Namespace.for_developer("Alice!")
+    impostor = Namespace.for_developer(alice.key.removeprefix("dev_"))
+    assert alice != impostor
+    assert Namespace.for_developer("alice") not in {alice, impostor}
+    assert Namespace.for_developer("Alice") != Namespace.for_developer("alice")
+
+
+# Inputs of every kind, drawn so that near misses (same slug, same prefix) are common.
+near_names = st.one_of(
+    st.text(alphabet="aA_-/ !1é", min_size=1, max_size=40),
+    st.text(min_size=1, max_size=300),
+).filter(lambda s: s.strip())
+labelled_inputs = st.one_of(
+    st.tuples(st.just("pr"), pr_ids.map(str)),
+    st.tuples(st.just("br"), near_names),
+    st.tuples(st.just("dev"), near_names),
+)
+BUILDERS = {
+    "pr": Namespace.for_pull_request,
+    "br": Namespace.for_branch,
+    "dev": Namespace.for_developer,
+}
+
+
+@settings(max_examples=1000)
+@given(labelled_inputs, labelled_inputs)
+def test_distinct_inputs_give_distinct_namespaces_and_names(
+    a: tuple[str, str], b: tuple[str, str]
+) -> None:
+    if a == b:
+        return
+    ns_a, ns_b = (BUILDERS[kind](raw) for kind, raw in (a, b))
+    assert ns_a != ns_b
+    for limit in LIMITS.values():
+        assert schema_name("analytics", ns_a, max_length=limit) != schema_name(
+            "analytics", ns_b, max_length=limit
+        )
+    assert table_name("orders", ns_a) != table_name("orders", ns_b)
+    assert bucket_name("acme-data", ns_a) != bucket_name("acme-data", ns_b)
+    assert key_prefix("lake", ns_a) != key_prefix("lake", ns_b)
+
+
+@settings(max_examples=300)
+@given(labelled_inputs, schema_bases, st.sampled_from(sorted(LIMITS.items())))
+def test_every_namespace_fits_every_backend_limit_with_any_base(
+    raw: tuple[str, str], base: str, limit: tuple[str, int]
+) -> None:
+    ns = BUILDERS[raw[0]](raw[1])
+    assert Namespace.parse(ns.key) == ns
+    _, max_bytes = limit
+    schema = schema_name(base, ns, max_length=max_bytes)
+    table = table_name(base, ns, max_length=max_bytes)
+    assert len(schema.encode()) <= max_bytes and len(table.encode()) <= max_bytes
+    assert namespace_of_schema(schema, base, max_length=max_bytes) == ns
+    assert namespace_of_table(table) == ns
+    assert_valid_bucket(bucket_name("b" * 63, ns))
+
+
+@settings(max_examples=300)
+@given(schema_bases, schema_bases, st.sampled_from(sorted(LIMITS.values())))
+def test_long_bases_shortened_with_a_hash_stay_apart(a: str, b: str, limit: int) -> None:
+    ns = Namespace.for_pull_request(7)
+    if a == b:
+        return
+    assert schema_name("x" * limit + a, ns, max_length=limit) != schema_name(
+        "x" * limit + b, ns, max_length=limit
+    )

@@ -22,7 +22,7 @@ from typing import Any
 
 from dagster_branch.errors import CleanupRefusedError
 from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject
-from dagster_branch.naming import Namespace
+from dagster_branch.naming import KEY_SHAPES, Namespace
 
 __all__ = ["CleanupPlan", "PlannedObject", "build_cleanup_plan", "resolve_namespace"]
 
@@ -137,7 +137,7 @@ def resolve_namespace(namespace: Namespace | str | None) -> Namespace:
     if parsed is None:
         raise CleanupRefusedError(
             f"{text[:80]!r} is not a branch namespace, so nothing can be cleaned for it: expected "
-            "'pr_<number>', 'br_<slug>_<8 hex>' or 'dev_<user>' (see `dagster-branch context`)."
+            f"{KEY_SHAPES} (see `dagster-branch context`)."
         )
     return parsed
 

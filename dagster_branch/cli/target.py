@@ -57,7 +57,9 @@ def namespace_options(command: F) -> F:
         "--pr", "pull_request", metavar="NUMBER", help="A pull request number: pr_<number>."
     )(command)
     return click.option(
-        "--namespace", metavar="KEY", help="A namespace key, e.g. pr_42 or br_feature_x_1a2b3c4d."
+        "--namespace",
+        metavar="KEY",
+        help="A namespace key, e.g. pr_42 or br_feature_x_1a2b3c4d5e6f7a8b.",
     )(command)
 
 

@@ -2,13 +2,13 @@
 
 Routing, decided from the :class:`~dagster_branch.DeploymentContext` when the resource is set up:
 
-=============  ===============================  ===============================================
-deployment     ``strategy="schema"``            ``strategy="table_prefix"``
-=============  ===============================  ===============================================
-production     ``analytics.orders``             ``analytics.orders``
-PR 42          ``analytics__pr_42.orders``      ``<branch_schema>.pr_42__orders``
-local (alice)  ``analytics__dev_alice.orders``  ``<branch_schema>.dev_alice__orders``
-=============  ===============================  ===============================================
+=============  ======================================  =======================================
+deployment     ``strategy="schema"``                   ``strategy="table_prefix"``
+=============  ======================================  =======================================
+production     ``analytics.orders``                    ``analytics.orders``
+PR 42          ``analytics__pr_42.orders``             ``<branch_schema>.pr_42__orders``
+local (alice)  ``analytics__dev_alice_<hash>.orders``  ``<branch_schema>.dev_alice_<hash>__orders``
+=============  ======================================  =======================================
 
 Reads fall back to production (:meth:`BranchDatabaseResource.read_table`); writes, creates and drops
 outside the deployment's own namespace raise :class:`~dagster_branch.NamespaceViolationError`.

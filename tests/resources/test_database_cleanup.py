@@ -18,7 +18,7 @@ from dagster_branch.naming import Namespace
 from dagster_branch.resources import BranchDatabaseResource
 
 PR_1, PR_2 = Namespace.parse("pr_1"), Namespace.parse("pr_2")
-DEV = Namespace.parse("dev_alice")
+DEV = Namespace.for_developer("alice")
 LOG = logging.getLogger("test.cleanup")
 
 
@@ -120,7 +120,7 @@ def test_remove_exactly_the_namespace_dry_run_first_then_twice(
     backend: Backend, janitor: BranchDatabaseResource
 ) -> None:
     base = backend.base_schema
-    untouched = {s: snapshot(backend, s) for s in (base, f"{base}__pr_2", f"{base}__dev_alice")}
+    untouched = {s: snapshot(backend, s) for s in (base, f"{base}__pr_2", f"{base}__{DEV}")}
     objects = janitor.objects_of(PR_1)
 
     dry = janitor.remove_objects(objects, dry_run=True, log=LOG)
@@ -180,8 +180,8 @@ def test_table_prefix_cleanup_drops_only_the_prefix(backend: Backend, deploy: De
         assert backend.tables(shared) == {
             "pr_2__orders",
             "pr_2__order_totals",
-            "dev_alice__orders",
-            "dev_alice__order_totals",
+            f"{DEV}__orders",
+            f"{DEV}__order_totals",
             "pr_lookup",
         }
         assert snapshot(backend, backend.base_schema) == before_production

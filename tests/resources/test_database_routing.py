@@ -43,7 +43,7 @@ def test_same_assets_land_in_four_places(backend: Backend, deploy: Deploy) -> No
         run(warehouse)
 
     assert backend.read(base, "orders") == before  # production untouched by three other runs
-    for key in ("pr_1", "pr_2", "dev_alice"):
+    for key in ("pr_1", "pr_2", Namespace.for_developer("alice").key):
         assert backend.read(f"{base}__{key}", "orders") == production_rows(key)
         [(n, total, orders_from, built_by)] = backend.read(f"{base}__{key}", "order_totals")
         assert (n, total, orders_from, built_by) == (3, 37.75, key, key)
@@ -232,9 +232,10 @@ def test_url_from_envvar_with_a_different_value_per_deployment(
 
     assert production.read("analytics", "orders") == production_rows()
     assert branches.tables("analytics__pr_4") == {"orders", "order_totals"}
-    assert laptop.tables("analytics__dev_alice") == {"orders", "order_totals"}
+    alice = f"analytics__{Namespace.for_developer('alice')}"
+    assert laptop.tables(alice) == {"orders", "order_totals"}
     assert "analytics__pr_4" not in production.schemas()
-    assert "analytics__dev_alice" not in branches.schemas()
+    assert alice not in branches.schemas()
 
 
 def test_two_runs_of_one_branch_racing_to_create_its_schema(

@@ -81,7 +81,7 @@ def test_same_asset_writes_four_disjoint_places(
         ("production", "production", None),
         ("pr_1", "branch", 1),
         ("pr_2", "branch", 2),
-        ("dev_alice", "local", None),
+        (Namespace.for_developer("alice").key, "local", None),
     ):
         context = deploy(kind, pr=pr)
         assert materialize([export], resources={"lake": lake}).success
@@ -348,7 +348,7 @@ def test_last_activity_is_the_latest_run_that_wrote_without_listing_keys(
         lake.get_client().put_object(Bucket=lake.bucket_name, Key=lake.key("a.csv"), Body=b"1")
         written.append(datetime.now(timezone.utc))
         lake.close()
-    bob = Namespace.parse("dev_bob")
+    bob = Namespace.for_developer("bob")
     deploy("production")
     lake = BranchS3Resource(**config)  # type: ignore[arg-type]
     seen = count_requests(lake.get_cleanup_client())
@@ -360,7 +360,7 @@ def test_last_activity_is_the_latest_run_that_wrote_without_listing_keys(
     # The second run's marker (the first run's is at or before written[0]).
     assert written[0] < activity <= written[1]
     assert dict(seen) == {"HeadObject": 1}  # one request, no listing
-    assert lake.last_activity_of(Namespace.parse("dev_alice")) is None
+    assert lake.last_activity_of(Namespace.for_developer("alice")) is None
 
 
 def test_last_activity_comes_from_the_ledger_when_configured(

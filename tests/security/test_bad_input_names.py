@@ -46,7 +46,7 @@ BAD_BRANCH_NAMES = {
     "looks like a namespace": "pr_42",
 }
 
-SAFE_KEY = re.compile(r"br_[a-z0-9]+(?:_[a-z0-9]+)*_[0-9a-f]{8}")
+SAFE_KEY = re.compile(r"br_[a-z0-9]+(?:_[a-z0-9]+)*_[0-9a-f]{16}")
 BRANCH_ENV = {
     "DAGSTER_CLOUD_DEPLOYMENT_NAME": "5f2c0a9e1b7d4c3a",
     "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
