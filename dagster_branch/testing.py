@@ -1,9 +1,9 @@
 """Throwaway local servers for tests, benchmarks and the demo.
 
 Like httpx's ``MockTransport``, this is a test seam that ships with the library, except that the
-servers here are real: a PostgreSQL cluster under ``/tmp`` and an S3-protocol server (moto in
-server mode) reached over HTTP. Both bind to loopback only and are stopped by their context
-managers.
+servers here are real: a PostgreSQL cluster under ``/tmp``, an S3-protocol server (moto in
+server mode) and a Snowflake-protocol server (fakesnow, on DuckDB) reached over HTTP. All bind to
+loopback only and are stopped by their context managers.
 
 Example::
 
@@ -29,10 +29,22 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 from dagster_branch.errors import DagsterBranchError
 
-__all__ = ["LocalPostgres", "LocalS3", "free_port", "local_postgres", "local_s3"]
+__all__ = [
+    "LocalPostgres",
+    "LocalS3",
+    "LocalSnowflake",
+    "SnowflakeDatabase",
+    "free_port",
+    "local_postgres",
+    "local_s3",
+    "local_snowflake",
+]
 
 POSTGRES_SEARCH_PATHS = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin", "/usr/local/bin")
 # One line of werkzeug's access log: `127.0.0.1 - - [date] "GET /bucket?list-type=2 HTTP/1.1" 200 -`
@@ -208,5 +220,98 @@ def local_s3(
         try:
             _wait_for_port(port, timeout, process)
             yield LocalS3(endpoint_url=f"http://127.0.0.1:{port}", request_log=log_path)
+        finally:
+            _stop(process)
+
+
+# -- Snowflake ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalSnowflake:
+    """A running fakesnow server: the Snowflake HTTP protocol, answered by DuckDB.
+
+    The real ``snowflake-connector-python`` and ``snowflake-sqlalchemy`` reach it with
+    :meth:`url` and :attr:`connect_args` (a Snowflake URL cannot hold the host, port and
+    protocol). fakesnow cannot drop a database, so give each test a database of its own.
+    """
+
+    host: str
+    port: int
+
+    def url(self, database: str) -> str:
+        """SQLAlchemy URL for ``database`` (fakesnow accepts any user and password).
+
+        The URL names schema ``public``, as a real Snowflake session starts in the database's
+        ``PUBLIC`` schema: fakesnow fails ``COMMENT ON SCHEMA`` in a session without one.
+        """
+        return f"snowflake://fake:snow@fakesnow/{database}/public"
+
+    @property
+    def connect_args(self) -> dict[str, Any]:
+        """What the connector needs to reach this server instead of snowflakecomputing.com."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "protocol": "http",
+            # The connector reports telemetry out of band by default: keep it on loopback.
+            "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
+            # The connector retries an HTTP 500 until this many seconds have passed.
+            "network_timeout": 30,
+        }
+
+    def create_database(self, name: str) -> SnowflakeDatabase:
+        """Create database ``name`` (``IF NOT EXISTS``: fakesnow creates it on first login)."""
+        database = SnowflakeDatabase(self.url(name), self.connect_args)
+        engine = database.engine()
+        try:
+            with engine.begin() as conn:
+                quoted = engine.dialect.identifier_preparer.quote(name)
+                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {quoted}"))
+        finally:
+            engine.dispose()
+        return database
+
+
+@dataclass(frozen=True)
+class SnowflakeDatabase:
+    """One database on a :class:`LocalSnowflake`: the URL and the connect_args reaching it."""
+
+    url: str
+    connect_args: dict[str, Any]
+
+    def engine(self) -> sa.Engine:
+        """A plain engine (not a resource's), for setting up and checking from outside."""
+        return sa.create_engine(self.url, connect_args=self.connect_args)
+
+
+@contextlib.contextmanager
+def local_snowflake(
+    *, timeout: float = 120.0, log: str | os.PathLike[str] | None = None
+) -> Iterator[LocalSnowflake]:
+    """Start fakesnow's server (``python -m fakesnow -s``) on a free loopback port, in its own
+    process; databases live in its memory and vanish when it stops.
+
+    Requires ``fakesnow[server]``. Importing the Snowflake connector takes seconds, hence the
+    generous start-up timeout. With ``log``, the server's output (each statement it failed, with
+    fakesnow's traceback) is appended to that file.
+    """
+    try:
+        import fakesnow  # noqa: F401
+    except ImportError as exc:
+        raise LocalServerError(
+            "fakesnow is not installed: pip install 'fakesnow[server]' to run a local "
+            "Snowflake-protocol server."
+        ) from exc
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(Path(log).open("ab")) if log else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fakesnow", "-s", "--host", "127.0.0.1", "-p", str(port)],
+            stdout=output, stderr=output, start_new_session=True,
+        )  # fmt: skip
+        try:
+            _wait_for_port(port, timeout, process)
+            yield LocalSnowflake(host="127.0.0.1", port=port)
         finally:
             _stop(process)

@@ -1,8 +1,10 @@
-"""Real servers for every test: PostgreSQL, an S3-protocol server, files for DuckDB and SQLite.
+"""Real servers for every test: PostgreSQL, an S3-protocol server, a Snowflake-protocol server
+(fakesnow), files for DuckDB and SQLite.
 
-Session-scoped servers start once per test run; each test gets a fresh PostgreSQL database and a
-reset S3 server. The API stand-ins use pytest-httpserver's ``httpserver`` fixture. A test that
-needs PostgreSQL fails with a clear message when the binaries are missing: it is never skipped.
+Session-scoped servers start once per test run; each test gets a fresh PostgreSQL database, a
+reset S3 server and a Snowflake database of its own. The API stand-ins use pytest-httpserver's
+``httpserver`` fixture. A test that needs PostgreSQL fails with a clear message when the
+binaries are missing: it is never skipped.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from dagster_branch.testing import (
     LocalPostgres,
     LocalS3,
     LocalServerError,
+    LocalSnowflake,
+    SnowflakeDatabase,
     local_postgres,
     local_s3,
+    local_snowflake,
 )
 
 # Dagster+ variables must never leak from the machine running the tests into them.
@@ -98,6 +103,24 @@ def s3_endpoint(s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> str:
 def s3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
     """A boto3 S3 client talking HTTP to the test server."""
     return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+# -- Snowflake (fakesnow) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSnowflake]:
+    """fakesnow's Snowflake-protocol server, in its own process, for the whole run; what it
+    failed to serve (with fakesnow's traceback) is in fakesnow.log of the run's temp folder."""
+    log = tmp_path_factory.mktemp("snowflake") / "fakesnow.log"
+    with local_snowflake(log=log) as server:
+        yield server
+
+
+@pytest.fixture
+def snowflake_database(snowflake_server: LocalSnowflake) -> SnowflakeDatabase:
+    """A fresh database on the shared emulator (fakesnow cannot drop one: names never repeat)."""
+    return snowflake_server.create_database(f"test_{os.getpid()}_{next(_database_numbers)}")
 
 
 # -- files --------------------------------------------------------------------------------------

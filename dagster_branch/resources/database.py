@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from dagster import ConfigurableResource, InitResourceContext
@@ -144,6 +145,13 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
     local_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL used when running locally (no Dagster+ deployment), when set.",
+        repr=False,
+    )
+    connect_args: dict[str, Any] = Field(
+        default={},
+        description="Keyword arguments for the driver's connect(), passed to SQLAlchemy's "
+        "create_engine(connect_args=...): e.g. Snowflake's role, warehouse, authenticator or "
+        "private_key_file. Treated as secret: never logged or shown; give secret values as EnvVar.",
         repr=False,
     )
     base_schema: str = Field(
@@ -371,11 +379,14 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
 
     def _create_engine(self, url: str, attach: set[str]) -> sa.Engine:
         try:
-            engine = sa.create_engine(url)
-        except (sa.exc.ArgumentError, ImportError) as exc:
+            engine = sa.create_engine(url, connect_args=self.resolved_connect_args())
+        except (sa.exc.ArgumentError, ImportError, TypeError) as exc:
+            # The driver's own reason (e.g. "Connection parameter 'host' cannot be set via the
+            # URL query string"), with any password of ours replaced.
+            reason = self.redact(db_error_text(exc))
             raise DagsterBranchConfigError(
-                f"Cannot create an engine for {_hide_password(url)}: {type(exc).__name__}. "
-                "Check the URL's dialect and that its driver is installed."
+                f"Cannot create an engine for {_hide_password(url)}: {reason}. Check the URL's "
+                "dialect, that its driver is installed, and connect_args."
             ) from None
         caps = capabilities_for(engine.dialect)
         limit = check_identifier_limit(caps, self.max_identifier_bytes)
@@ -425,6 +436,14 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
                 attach.discard(self.branch_schema or "")
             self._cleanup_engine = self._create_engine(self.branch_url or self.url, attach)
         return self._cleanup_engine
+
+    def resolved_connect_args(self) -> dict[str, Any]:
+        """``connect_args`` with each ``EnvVar`` replaced by its variable's value.
+
+        Dagster does not resolve an ``EnvVar`` nested in a mapping (it arrives as
+        ``{"env": "NAME"}``), so the resource does, when it creates an engine.
+        """
+        return {key: _resolve_env(value, key) for key, value in self.connect_args.items()}
 
     @contextlib.contextmanager
     def get_connection(self) -> Iterator[sa.Connection]:
@@ -527,11 +546,16 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
                 conn.execute(SchemaComment(r.target_schema, self.marker()))
 
     def redact(self, text: str) -> str:
-        """``text`` with any password of this resource's URLs replaced by ``***``."""
-        for url in (self.url, self.branch_url, self.local_url):
-            password = sa.make_url(url).password if url else None
-            if password:
-                text = text.replace(str(password), "***")
+        """``text`` with any password of this resource's URLs, and every text value of
+        ``connect_args``, replaced by ``***``."""
+        secrets = [_url_password(url) for url in (self.url, self.branch_url, self.local_url)]
+        try:
+            secrets += _text_values(self.resolved_connect_args())
+        except DagsterBranchConfigError:  # an unset variable: hide what is set
+            secrets += _text_values(self.connect_args)
+        # Longest first, so that a secret containing another is hidden whole.
+        for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+            text = text.replace(secret, "***")
         return text
 
     # -- BranchStore ----------------------------------------------------------------------------
@@ -595,6 +619,48 @@ def _hide_password(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return "<unparsable URL>"
+
+
+def _url_password(url: str | None) -> str | None:
+    try:
+        password = sa.make_url(url).password if url else None
+    except sa.exc.ArgumentError:
+        return None
+    return str(password) if password else None
+
+
+# connect_args values shorter than this (ports, "http", booleans) are not worth hiding and
+# would turn every digit of an error message into ***.
+_MIN_SECRET_LENGTH = 6
+
+
+def _text_values(value: Any) -> list[str]:
+    """Every text value nested in ``value`` (a ``connect_args`` mapping), long enough to hide."""
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _text_values(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _text_values(v)]
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return [value] if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH else []
+
+
+def _resolve_env(value: Any, key: str) -> Any:
+    """``value`` with EnvVars (as given in Python, or as Dagster passes them on) read."""
+    name = getattr(value, "env_var_name", None)  # dagster.EnvVar, outside a run
+    if name is None and isinstance(value, Mapping) and set(value) == {"env"}:
+        name = value["env"]  # the same EnvVar, as Dagster hands nested config to a run
+    if isinstance(name, str):
+        resolved = os.environ.get(name)
+        if resolved is None:
+            raise DagsterBranchConfigError(
+                f"connect_args[{key!r}] reads environment variable {name}, which is not set: "
+                "set it in the deployment's environment."
+            )
+        return resolved
+    if isinstance(value, Mapping):
+        return {k: _resolve_env(v, f"{key}.{k}") for k, v in value.items()}
+    return value
 
 
 def _dialect_name(url: str) -> str:
