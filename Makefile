@@ -24,10 +24,18 @@ test: $(STAMP)
 	@scripts/ensure-postgres
 	$(BIN)/pytest
 
+# The workflow files against the GitHub Actions and GitLab CI schemas that check-jsonschema ships
+# (no network), and shellcheck on every shell script and on each shell block of the templates.
+SHELL_SCRIPTS := .ci/run scripts/ensure-postgres $(wildcard ci/*.sh)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.gitlab-ci ci/gitlab/.gitlab-ci.yml
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
+	$(BIN)/python -m tests.ci.shellcheck_blocks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -16,7 +16,9 @@ variable                       meaning (default)
 Each source reads its usual variables: ``GITHUB_REPOSITORY``, ``GITHUB_TOKEN``,
 ``GITHUB_API_URL``; ``CI_PROJECT_ID``, ``GITLAB_TOKEN``, ``CI_API_V4_URL``;
 ``DAGSTER_CLOUD_ORGANIZATION``, ``DAGSTER_CLOUD_API_TOKEN``; ``DAGSTER_BRANCH_GIT_REMOTE`` (the
-checkout this project lives in). Secrets are passed as ``dg.EnvVar``, so their values never
+checkout this project lives in, when it is one: Dagster+ builds are not). Each is read where the
+sensor runs, in production: not ``DAGSTER_CLOUD_GIT_REPO``, which Dagster+ sets only in branch
+deployments. Secrets are passed as ``dg.EnvVar``, so their values never
 appear in the Dagster UI.
 """
 
@@ -114,11 +116,14 @@ def pull_request_source() -> Any:
     if kind == "github":
         from dagster_branch import GitHubPullRequests
 
-        repository = _env("GITHUB_REPOSITORY") or _env("DAGSTER_CLOUD_GIT_REPO")
-        if repository is None:
-            raise DagsterBranchConfigError(
-                "GITHUB_REPOSITORY is not set: set it to 'owner/repo' for the github source."
-            )
+        # Not DAGSTER_CLOUD_GIT_REPO: Dagster+ sets it in branch deployments only, and the
+        # sensor runs in production.
+        repository = _required(
+            "GITHUB_REPOSITORY",
+            "set it to 'owner/repo' in the production deployment's environment variables "
+            "for the github source (Dagster+ sets DAGSTER_CLOUD_GIT_REPO only in branch "
+            "deployments, where no sensor runs).",
+        )
         return GitHubPullRequests(repository=repository, token=dg.EnvVar("GITHUB_TOKEN"))
     if kind == "gitlab":
         from dagster_branch import GitLabMergeRequests
@@ -137,13 +142,22 @@ def pull_request_source() -> Any:
     if kind == "git":
         from dagster_branch import GitRemoteBranches
 
-        # Default: the checkout this project lives in (its local branches), which needs no
-        # network; set DAGSTER_BRANCH_GIT_REMOTE to a URL for the shared remote.
-        remote = _env("DAGSTER_BRANCH_GIT_REMOTE") or str(Path(__file__).resolve().parent.parent)
-        return GitRemoteBranches(remote=remote)
+        return GitRemoteBranches(remote=_env("DAGSTER_BRANCH_GIT_REMOTE") or _this_checkout())
     raise DagsterBranchConfigError.for_variable(
         "DAGSTER_BRANCH_PR_SOURCE", kind, "one of " + ", ".join(PR_SOURCES)
     )
+
+
+def _this_checkout() -> str:
+    """The checkout this project lives in (its local branches: no network), when it is one."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        raise DagsterBranchConfigError(
+            f"DAGSTER_BRANCH_GIT_REMOTE is not set and {root} is not a git checkout (Dagster+ "
+            "builds do not ship .git): set it to the repository's URL, e.g. "
+            "https://github.com/owner/repo.git, or choose another DAGSTER_BRANCH_PR_SOURCE."
+        )
+    return str(root)
 
 
 def grace_period() -> timedelta:

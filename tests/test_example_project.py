@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,12 @@ def test_the_git_source_defaults_to_this_checkout(monkeypatch: pytest.MonkeyPatc
     [
         ({"DAGSTER_BRANCH_PR_SOURCE": "bitbucket"}, "DAGSTER_BRANCH_PR_SOURCE"),
         ({"DAGSTER_BRANCH_PR_SOURCE": "github"}, "GITHUB_REPOSITORY"),
+        # Dagster+ sets DAGSTER_CLOUD_GIT_REPO in branch deployments only, not where the
+        # sensor runs: production must name the repository itself.
+        (
+            {"DAGSTER_BRANCH_PR_SOURCE": "github", "DAGSTER_CLOUD_GIT_REPO": "octo-org/shop"},
+            "GITHUB_REPOSITORY",
+        ),
         ({"DAGSTER_BRANCH_PR_SOURCE": "gitlab"}, "CI_PROJECT_ID"),
         ({"DAGSTER_BRANCH_GRACE_MINUTES": "soon"}, "DAGSTER_BRANCH_GRACE_MINUTES"),
     ],
@@ -143,6 +150,31 @@ def test_a_bad_variable_is_named_in_the_error(
 
     with pytest.raises(DagsterBranchConfigError, match=named):
         build_definitions()
+
+
+def test_production_built_without_git_asks_for_the_git_remote(tmp_path: Path) -> None:
+    # What a Dagster+ build holds: the two packages and no .git beside them.
+    for package in ("dagster_branch", "example_project"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("data"))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "DATA_"))},
+        "DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod",
+        "WAREHOUSE_URL": f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
+    }
+
+    finished = subprocess.run(
+        [sys.executable, "-c", "import example_project"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert finished.returncode != 0
+    assert "DAGSTER_BRANCH_GIT_REMOTE is not set" in finished.stderr
+    assert "Dagster+ builds do not ship .git" in finished.stderr
 
 
 def test_dagster_asset_materialize_writes_a_branch_into_its_own_schema(tmp_path: Path) -> None:

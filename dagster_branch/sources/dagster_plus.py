@@ -31,7 +31,11 @@ from typing import Any, Literal
 from dagster import ConfigurableResource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dagster_branch.errors import DagsterBranchNamingError, UnexpectedResponseError
+from dagster_branch.errors import (
+    DagsterBranchConfigError,
+    DagsterBranchNamingError,
+    UnexpectedResponseError,
+)
 from dagster_branch.naming import Namespace, NamespaceKind
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
 from dagster_branch.sources.base import SourceAnswer
@@ -133,7 +137,8 @@ class DagsterPlusBranchDeployments(ConfigurableResource):  # type: ignore[type-a
     )
     repository: str | None = Field(
         default=None,
-        description="Only branch deployments of this repository (repoName, e.g. 'owner/repo'). "
+        description="Only branch deployments of this repository, as Dagster+ records it: "
+        "'owner/repo' from GitHub, the bare project name ('shop', not 'group/shop') from GitLab. "
         "Needed when several repositories deploy to the organization, since pull request "
         "numbers repeat across repositories.",
     )
@@ -213,8 +218,23 @@ class DagsterPlusBranchDeployments(ConfigurableResource):  # type: ignore[type-a
 
     # -- the interface --------------------------------------------------------------------------
 
+    def _check_repository(self, nodes: list[_Node]) -> None:
+        """Refuse a GitLab path: Dagster+ records GitLab projects by their bare name."""
+        metas = [n.branchDeploymentGitMetadata for n in nodes]
+        recorded = {meta.repoName for meta in metas if meta is not None}
+        if not self.repository or "/" not in self.repository or self.repository in recorded:
+            return
+        bare = self.repository.rsplit("/", 1)[-1]
+        if bare in recorded:
+            raise DagsterBranchConfigError(
+                f"repository={self.repository!r} matches no Dagster+ branch deployment, but "
+                f"some are recorded under {bare!r}: Dagster+ records a GitLab project by its "
+                f"bare name. Set repository={bare!r}."
+            )
+
     def _by_namespace(self, nodes: list[_Node]) -> dict[Namespace, list[tuple[str, str | None]]]:
         """Each namespace's (status, repository) pairs, over every matching deployment."""
+        self._check_repository(nodes)
         found: dict[Namespace, list[tuple[str, str | None]]] = {}
         for node in nodes:
             meta = node.branchDeploymentGitMetadata
