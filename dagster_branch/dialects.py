@@ -41,6 +41,7 @@ __all__ = [
     "capabilities_for",
     "check_identifier",
     "check_identifier_limit",
+    "copy_table_ddl",
     "create_schema_ddl",
     "detach_sqlite_schema",
     "drop_schema_ddl",
@@ -73,6 +74,9 @@ class DialectCapabilities:
     default_schema: str | None = None
     unquotable_chars: str = ""
     """Characters the dialect's preparer cannot escape; names holding them are refused."""
+    clone_tables: bool = False
+    """``CREATE TABLE … CLONE …`` copies a table as metadata only (zero-copy: Snowflake,
+    BigQuery); elsewhere seeding copies the data with ``CREATE TABLE … AS SELECT``."""
     schema_names_sql: str | None = None
     """A fixed query listing the schemas of the current database, where the inspector's
     answer is not plain names (duckdb-engine returns ``db."schema"``)."""
@@ -121,6 +125,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         drop_schema_cascade=True,
         schema_comments=True,
         transactional_ddl=False,  # every DDL statement commits
+        clone_tables=True,
         max_identifier_bytes=255,
         default_schema="PUBLIC",
     ),
@@ -131,6 +136,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         drop_schema_cascade=True,
         schema_comments=False,  # datasets take OPTIONS(description=…), not COMMENT ON
         transactional_ddl=False,
+        clone_tables=True,
         max_identifier_bytes=1024,
         unquotable_chars="`",  # sqlalchemy-bigquery does not escape backticks inside `…`
     ),
@@ -305,6 +311,40 @@ def drop_view_ddl(caps: DialectCapabilities, view: str, schema: str | None) -> D
     if schema is not None:
         check_identifier(caps, schema)
     return DropViewIfExists(sa.Table(view, sa.MetaData(), schema=schema))
+
+
+class CopyTable(ExecutableDDLElement):
+    """``CREATE TABLE <target> CLONE <source>`` (``clone=True``) or ``CREATE TABLE <target> AS
+    SELECT * FROM <source>``, both names quoted by the dialect."""
+
+    def __init__(self, new_table: sa.Table, source: sa.Table, *, clone: bool) -> None:
+        self.new_table = new_table  # not "target": DDLElement has one of its own
+        self.source = source
+        self.clone = clone
+
+
+@compiles(CopyTable)
+def _compile_copy_table(element: CopyTable, compiler: DDLCompiler, **kw: Any) -> str:
+    target = compiler.preparer.format_table(element.new_table)
+    source = compiler.preparer.format_table(element.source)
+    if element.clone:
+        return f"CREATE TABLE {target} CLONE {source}"
+    return f"CREATE TABLE {target} AS SELECT * FROM {source}"
+
+
+def copy_table_ddl(
+    caps: DialectCapabilities, target: tuple[str, str], source: tuple[str, str]
+) -> CopyTable:
+    """Create table ``target`` (schema, name) as a copy of ``source``: a zero-copy ``CLONE``
+    where the dialect has one (:attr:`DialectCapabilities.clone_tables`), else
+    ``CREATE TABLE … AS SELECT *`` (data copied; no indexes, constraints or grants)."""
+    for part in (*target, *source):
+        check_identifier(caps, part)
+    return CopyTable(
+        sa.Table(target[1], sa.MetaData(), schema=target[0]),
+        sa.Table(source[1], sa.MetaData(), schema=source[0]),
+        clone=caps.clone_tables,
+    )
 
 
 def _require_schemas(caps: DialectCapabilities, name: str) -> None:

@@ -21,6 +21,7 @@ from dagster_branch.dialects import (
     SchemaComment,
     attach_sqlite_schemas,
     capabilities_for,
+    copy_table_ddl,
     create_schema_ddl,
     drop_schema_ddl,
     drop_table_ddl,
@@ -224,3 +225,22 @@ def test_views_are_dropped_if_they_exist_quoted_by_each_dialect(name: str, expec
 def test_a_view_name_the_dialect_cannot_quote_is_refused() -> None:
     with pytest.raises(DagsterBranchNamingError, match="cannot be quoted safely for bigquery"):
         drop_view_ddl(capabilities_for("bigquery"), "pr_42__v`; DROP", "analytics_dev")
+
+
+SEED_DDL = {
+    "snowflake": 'CREATE TABLE analytics__pr_7.orders CLONE analytics."Order Lines"',
+    "bigquery": "CREATE TABLE `analytics__pr_7`.`orders` CLONE `analytics`.`Order Lines`",
+    "redshift": 'CREATE TABLE analytics__pr_7.orders AS SELECT * FROM analytics."Order Lines"',
+    "postgresql": 'CREATE TABLE analytics__pr_7.orders AS SELECT * FROM analytics."Order Lines"',
+    "duckdb": 'CREATE TABLE analytics__pr_7.orders AS SELECT * FROM analytics."Order Lines"',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_DDL))
+def test_seeding_clones_where_the_dialect_can_and_copies_elsewhere(name: str) -> None:
+    """Zero-copy CLONE on Snowflake and BigQuery; CREATE TABLE … AS SELECT elsewhere."""
+    dialect = DIALECTS[name]
+    statement = copy_table_ddl(
+        capabilities_for(dialect), ("analytics__pr_7", "orders"), ("analytics", "Order Lines")
+    )
+    assert compiled(statement, dialect) == SEED_DDL[name]

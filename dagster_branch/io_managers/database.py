@@ -87,6 +87,7 @@ class BranchTableIOManager(ConfigurableIOManager):
                 "dagster/row_count": rows,
                 "dagster_branch/namespace": str(namespace) if namespace else "production",
                 "dagster_branch/deployment": self.database.deployment.kind.value,
+                **self.database.take_seed_metadata(),
             }
         )
 

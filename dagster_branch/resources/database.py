@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import ConfigurableResource, InitResourceContext, MetadataValue, get_dagster_logger
 from pydantic import Field, PrivateAttr
 
 from dagster_branch.context import DeploymentContext, DeploymentKind
@@ -52,6 +52,7 @@ from dagster_branch.errors import (
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
 from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, retry_on_conflict
 from dagster_branch.naming import Namespace, schema_name, table_name
+from dagster_branch.seeding import SeededTable, SeedRequest, seed_metadata, seed_tables
 
 __all__ = ["BranchDatabaseResource", "TableLocation"]
 
@@ -167,6 +168,13 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         default=None,
         description="The shared development schema for strategy='table_prefix' (required there).",
     )
+    seed_tables: list[str] = Field(
+        default=[],
+        description="Production tables (names in base_schema) copied into a branch's namespace "
+        "the first time the branch deployment uses it: zero-copy CREATE TABLE … CLONE on "
+        "Snowflake and BigQuery, CREATE TABLE … AS SELECT elsewhere. A table the branch already "
+        "has is never copied over; production is only read.",
+    )
     protected_schemas: list[str] = Field(
         default=[],
         description="Schemas that are never written or dropped by branches, besides "
@@ -196,6 +204,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
     _ensured: bool = PrivateAttr(default=False)
     _recorded: set[str] = PrivateAttr(default_factory=set)
     _ledgers: dict[int, Ledger] = PrivateAttr(default_factory=dict)
+    _seeded: list[SeededTable] = PrivateAttr(default_factory=list)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -526,6 +535,29 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         if branch_schema:
             self._record(ObjectKind.SCHEMA, r.target_schema)
         self._ensured = True
+        if r.namespace is not None and self.seed_tables:
+            self._seed(r)
+
+    def _seed(self, r: Routing) -> None:
+        """Copy ``seed_tables`` from production into the namespace (see :mod:`~dagster_branch.
+        seeding`); each target goes through :meth:`table`, so it is guarded and recorded."""
+        requests = [
+            SeedRequest(
+                source=(r.production_schema, check_identifier(r.caps, name)),
+                target=(location.schema, location.name),
+            )
+            for name in dict.fromkeys(self.seed_tables)
+            for location in [self.table(name)]
+        ]
+        self._seeded += seed_tables(
+            self.get_engine(), r.caps, requests, log=get_dagster_logger(), redact=self.redact
+        )
+
+    def take_seed_metadata(self) -> dict[str, MetadataValue]:
+        """Materialization metadata of the seeding this run did (tables, method, rows,
+        seconds), once: the first output after the seeding reports it, later ones get ``{}``."""
+        seeded, self._seeded = self._seeded, []
+        return seed_metadata(seeded)
 
     def _create_target_schema(self, r: Routing, *, mark: bool) -> None:
         with self.get_engine().begin() as conn:

@@ -4,7 +4,7 @@ runs unchanged in every deployment (no routing code at all)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -22,10 +22,15 @@ class Backend:
     name: str
     url: str
     base_schema: str
+    connect_args: dict[str, Any] = field(default_factory=dict)
+
+    def engine(self) -> sa.Engine:
+        """A plain engine (not the resource's) on this warehouse."""
+        return sa.create_engine(self.url, connect_args=self.connect_args)
 
     def read(self, schema: str, table: str) -> list[tuple[Any, ...]]:
         """All rows of ``schema.table``, sorted, read with a plain engine (not the resource)."""
-        engine = sa.create_engine(self.url)
+        engine = self.engine()
         try:
             if self.name == "sqlite":
                 attach_sqlite_schemas(engine, {schema})
@@ -38,7 +43,7 @@ class Backend:
             engine.dispose()
 
     def tables(self, schema: str) -> set[str]:
-        engine = sa.create_engine(self.url)
+        engine = self.engine()
         try:
             if self.name == "sqlite":
                 attach_sqlite_schemas(engine, {schema})
@@ -48,7 +53,7 @@ class Backend:
             engine.dispose()
 
     def schemas(self) -> set[str]:
-        engine = sa.create_engine(self.url)
+        engine = self.engine()
         try:
             with engine.connect() as conn:
                 return set(list_schema_names(conn))
@@ -56,7 +61,7 @@ class Backend:
             engine.dispose()
 
     def execute(self, *statements: str) -> None:
-        engine = sa.create_engine(self.url)
+        engine = self.engine()
         try:
             with engine.begin() as conn:
                 for statement in statements:
