@@ -1,12 +1,21 @@
-"""A test repository to run the CI templates in, and the Dagster+ stand-in they talk to."""
+"""A test repository to run the CI templates in, and the Dagster+ stand-in they talk to.
+
+Each template's test module has a ``play(project, dagster_plus, temp)`` function that runs one
+pull request's life through the template. ``played`` starts every selected module's ``play`` at
+once, each in a thread with its own repository and stand-in, so their CLI runs overlap (each
+``dagster-cloud`` command spends seconds importing itself); the modules' tests wait for theirs.
+"""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -46,9 +55,9 @@ def _commit(path: Path, message: str, when: int) -> str:
     return git(path, "rev-parse", "HEAD")
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    path = tmp_path_factory.mktemp("checkout") / "shop"
+def make_project(folder: Path) -> Project:
+    """The repository's files in ``folder``/shop, committed on main and on a PR branch."""
+    path = folder / "shop"
     path.mkdir()
     for name in CHECKED_OUT:
         source = ROOT / name
@@ -68,8 +77,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     return Project(path, main_sha, branch_sha)
 
 
-@pytest.fixture(scope="module")
-def dagster_plus() -> Iterator[DagsterPlusStandIn]:
+@contextmanager
+def dagster_plus_standin() -> Iterator[DagsterPlusStandIn]:
+    """A Dagster+ stand-in on a free loopback port, stopped on exit."""
     server = HTTPServer(host="127.0.0.1", port=0)
     server.start()
     try:
@@ -77,6 +87,42 @@ def dagster_plus() -> Iterator[DagsterPlusStandIn]:
     finally:
         server.clear()
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def played(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[Any]]]:
+    """Each selected module's ``play`` result (a future), keyed by the module's name."""
+    modules = {item.module for item in request.session.items if hasattr(item.module, "play")}
+    with ExitStack() as stack, ThreadPoolExecutor(max(len(modules), 1)) as pool:
+        futures = {}
+        for module in modules:
+            project = make_project(tmp_path_factory.mktemp("checkout"))
+            standin = stack.enter_context(dagster_plus_standin())
+            temp = tmp_path_factory.mktemp(module.__name__.rsplit(".", 1)[-1])
+            futures[module.__name__] = pool.submit(module.play, project, standin, temp)
+        yield futures
+
+
+@pytest.fixture(scope="module")
+def runs(played: dict[str, Future[Any]], request: pytest.FixtureRequest) -> Any:
+    """What this module's ``play`` recorded (its ``Runs``), once it has finished."""
+    return played[request.module.__name__].result()
+
+
+@pytest.fixture(scope="module")
+def project(runs: Any) -> Project:
+    """The repository this module's ``play`` ran in."""
+    project: Project = runs.project
+    return project
+
+
+@pytest.fixture(scope="module")
+def dagster_plus(runs: Any) -> DagsterPlusStandIn:
+    """The stand-in this module's ``play`` talked to."""
+    standin: DagsterPlusStandIn = runs.dagster_plus
+    return standin
 
 
 @pytest.fixture

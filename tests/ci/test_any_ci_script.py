@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -31,6 +32,8 @@ IMAGE = "registry.example.com/shop:abc123"
 class Runs:
     """What reached the stand-in for each command of the script, by command."""
 
+    project: Project
+    dagster_plus: DagsterPlusStandIn
     deploy: list[Call]
     close: list[Call]
     cleanup: list[Call]
@@ -50,13 +53,11 @@ def _script(
     )
 
 
-@pytest.fixture(scope="module")
-def runs(
-    project: Project, dagster_plus: DagsterPlusStandIn, tmp_path_factory: pytest.TempPathFactory
-) -> Runs:
+def play(project: Project, dagster_plus: DagsterPlusStandIn, temp: Path) -> Runs:
+    """PR 7 deployed, merged and cleaned up from a CircleCI-like detached checkout."""
     git(project.path, "checkout", "--quiet", "--detach", project.branch_sha)
     env = {
-        **base_environment(tmp_path_factory.mktemp("home")),
+        **base_environment(temp),
         "CIRCLECI": "true",
         "CIRCLE_BRANCH": BRANCH,
         "DAGSTER_CLOUD_URL": dagster_plus.url,
@@ -68,7 +69,7 @@ def runs(
         finished = _script(*command, cwd=project.path, env=env)
         assert finished.returncode == 0, finished.stdout + finished.stderr
         calls[command[0]], seen = dagster_plus.calls[seen:], len(dagster_plus.calls)
-    return Runs(**calls)
+    return Runs(project, dagster_plus, **calls)
 
 
 def test_deploy_sends_the_ci_branch_and_the_commits_own_time_then_sets_the_image(

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pytest
 import yaml
 
 from dagster_branch import DagsterPlusBranchDeployments
@@ -39,6 +38,8 @@ PR = 42
 class Runs:
     """What reached the stand-in during each event, and the steps that ran."""
 
+    project: Project
+    dagster_plus: DagsterPlusStandIn
     opened: list[Call]
     merged: list[Call]
     steps: list[str]
@@ -61,10 +62,8 @@ def _event(project: Project, action: str, *, merged: bool = False) -> dict[str, 
     }
 
 
-@pytest.fixture(scope="module")
-def runs(
-    project: Project, dagster_plus: DagsterPlusStandIn, tmp_path_factory: pytest.TempPathFactory
-) -> Runs:
+def play(project: Project, dagster_plus: DagsterPlusStandIn, temp: Path) -> Runs:
+    """PR 42 opened, then merged, as GitHub runs the workflow for each event."""
     steps: list[str] = []
     seen = 0
 
@@ -72,13 +71,14 @@ def runs(
         event_name: str, event: dict[str, Any], sha: str, ref: str, head_ref: str
     ) -> list[Call]:
         nonlocal seen
-        temp = tmp_path_factory.mktemp("runner")
-        (temp / "event.json").write_text(json.dumps(event))
+        runner_temp = temp / f"runner-{len(steps)}"
+        runner_temp.mkdir()
+        (runner_temp / "event.json").write_text(json.dumps(event))
         runner = {
             "GITHUB_ACTIONS": "true",
             "GITHUB_ACTION": "__run",
             "GITHUB_EVENT_NAME": event_name,
-            "GITHUB_EVENT_PATH": str(temp / "event.json"),
+            "GITHUB_EVENT_PATH": str(runner_temp / "event.json"),
             "GITHUB_SHA": sha,
             "GITHUB_REF": ref,
             "GITHUB_HEAD_REF": head_ref,
@@ -87,13 +87,13 @@ def runs(
             "GITHUB_SERVER_URL": "https://github.com",
             "GITHUB_API_URL": "https://api.github.com",
             "GITHUB_WORKSPACE": str(project.path),
-            "RUNNER_TEMP": str(temp),
+            "RUNNER_TEMP": str(runner_temp),
         }
         run_github(
             event_name,
             event,
             checkout=project.path,
-            base_env=base_environment(temp),
+            base_env=base_environment(runner_temp),
             runner=runner,
             variables={
                 "DAGSTER_CLOUD_ORGANIZATION": "hooli",
@@ -111,7 +111,7 @@ def runs(
     merged = run(
         "pull_request", _event(project, "closed", merged=True), project.branch_sha, pr_ref, BRANCH
     )
-    return Runs(opened, merged, steps)
+    return Runs(project, dagster_plus, opened, merged, steps)
 
 
 def test_opening_the_pr_creates_its_branch_deployment_with_the_prs_git_facts(

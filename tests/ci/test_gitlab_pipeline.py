@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -38,6 +39,8 @@ IID = 17
 class Runs:
     """What reached the stand-in during each job, and the jobs that ran."""
 
+    project: Project
+    dagster_plus: DagsterPlusStandIn
     branch: list[Call]
     closed: list[Call]
     production: list[Call]
@@ -48,10 +51,8 @@ def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-@pytest.fixture(scope="module")
-def runs(
-    project: Project, dagster_plus: DagsterPlusStandIn, tmp_path_factory: pytest.TempPathFactory
-) -> Runs:
+def play(project: Project, dagster_plus: DagsterPlusStandIn, temp: Path) -> Runs:
+    """MR !17's pipeline, its stop job when merged, then the main pipeline, as GitLab runs them."""
     jobs: list[str] = []
     seen = 0
     url = f"https://gitlab.example.com/{PROJECT_PATH}"
@@ -90,7 +91,8 @@ def runs(
 
     def run(job: str, predefined: dict[str, str]) -> list[Call]:
         nonlocal seen
-        home = tmp_path_factory.mktemp("home")
+        home = temp / f"home-{len(jobs)}"
+        home.mkdir()
         git_checkout = ["checkout", "--quiet", "--detach", predefined["CI_COMMIT_SHA"]]
         git(project.path, *git_checkout)  # GitLab checks out the pipeline's commit, detached
         run_gitlab(
@@ -105,6 +107,8 @@ def runs(
         return calls
 
     return Runs(
+        project,
+        dagster_plus,
         run("deploy_branch", merge_request),
         run("close_branch", merge_request),
         run("deploy_production", main),
