@@ -158,6 +158,7 @@ def test_merging_marks_the_same_branch_deployment_merged_then_launches_the_clean
         BRANCH,
     )
     assert closed["branchData"]["pullRequestStatus"] == "MERGED"
+    assert closed["branchData"]["pullRequestUrl"] == f"https://github.com/{REPOSITORY}/pull/{PR}"
     assert closed["commit"]["commitHash"] == project.branch_sha
     assert closed["commit"]["timestamp"] == BRANCH_TIME
     assert dagster_plus.branches[(REPOSITORY, BRANCH)].history == ["OPEN", "MERGED"]
