@@ -22,6 +22,7 @@ from dagster_branch.errors import (
 )
 from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject, RemovalResult
 from dagster_branch.io_managers.database import BranchTableIOManager
+from dagster_branch.io_managers.existing import branch_io_manager
 from dagster_branch.io_managers.s3 import BranchS3PickleIOManager
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import Namespace, NamespaceKind
@@ -83,6 +84,7 @@ __all__ = [
     "UnexpectedResponseError",
     "__version__",
     "branch_cleanup_definitions",
+    "branch_io_manager",
     "build_branch_cleanup_job",
     "build_branch_cleanup_schedule",
     "build_branch_cleanup_sensor",
