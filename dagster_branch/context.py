@@ -40,6 +40,13 @@ RAW_GIT_URL = "DAGSTER_CLOUD_RAW_GIT_URL"
 FORCED_NAMESPACE = "DAGSTER_BRANCH_NAMESPACE"
 DEVELOPER = "DAGSTER_BRANCH_USER"
 
+BRANCH_ONLY = (PULL_REQUEST_ID, PULL_REQUEST_STATUS, GIT_BRANCH)
+"""Variables that name a pull request or a branch: Dagster+ sets them in branch deployments only,
+and they choose the namespace. Seen without ``DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT=1`` they mean a
+half-set branch environment, never production. The commit metadata (``GIT_SHA``, author,
+message, timestamp, repository, URLs) is not on this list: it describes a commit, which a
+production build may carry too, and it never decides where data goes."""
+
 
 class DeploymentKind(str, Enum):
     """Where code runs: the production (full) deployment, a branch deployment, or locally."""
@@ -95,8 +102,13 @@ class DeploymentContext(BaseModel):
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeploymentContext:
         """Read the context from ``env`` (default: ``os.environ``).
 
+        Only ``DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT=1`` makes a branch deployment; an environment
+        that is half a branch deployment is refused rather than run as production.
+
         Raises:
-            DagsterBranchConfigError: a variable is present but malformed; the message names it.
+            DagsterBranchConfigError: a variable is present but malformed, the branch flag is
+                neither ``1`` nor ``0``, or a branch-only variable (:data:`BRANCH_ONLY`) is set
+                without the flag; the message names the variables and the fix.
         """
         source: Mapping[str, str] = os.environ if env is None else env
 
@@ -105,6 +117,7 @@ class DeploymentContext(BaseModel):
             return value.strip() if value is not None and value.strip() else None
 
         deployment_name = get(DEPLOYMENT_NAME)
+        _refuse_half_set_branch(get(IS_BRANCH), [name for name in BRANCH_ONLY if get(name)])
         if get(IS_BRANCH) == "1":
             kind = DeploymentKind.BRANCH
         elif deployment_name is not None:
@@ -155,6 +168,27 @@ class DeploymentContext(BaseModel):
             "git_timestamp": self.git_timestamp.isoformat() if self.git_timestamp else None,
             "git_repo": self.git_repo,
         }
+
+
+def _refuse_half_set_branch(flag: str | None, branch_only: list[str]) -> None:
+    """Fail closed on an environment that is half a branch deployment (never fall back to
+    production): a flag other than ``1``/``0``, or branch-only variables without the flag."""
+    if flag is not None and flag not in ("0", "1"):
+        raise DagsterBranchConfigError(
+            f"{IS_BRANCH}={flag[:20]!r} is not valid: only '1' marks a branch deployment (what "
+            f"Dagster+ sets). Set {IS_BRANCH}=1 in a branch or preview deployment; unset it, or "
+            "set '0', in production."
+        )
+    if flag != "1" and branch_only:
+        state = "unset" if flag is None else f"{flag!r}"
+        raise DagsterBranchConfigError(
+            f"{', '.join(branch_only)} {'is' if len(branch_only) == 1 else 'are'} set but "
+            f"{IS_BRANCH} is {state}: only branch deployments carry them, so this environment is "
+            "half a branch deployment, refused rather than guessed (production is never the "
+            f"fallback). In a branch or preview deployment set {IS_BRANCH}=1 (or set "
+            f"{FORCED_NAMESPACE} instead of them); in production or local development unset "
+            f"{', '.join(branch_only)}."
+        )
 
 
 def _pull_request_id(value: str | None) -> str | None:

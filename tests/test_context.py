@@ -64,12 +64,65 @@ def test_production_has_no_namespace() -> None:
     assert ctx.pull_request_id is None and ctx.git_timestamp is None
 
 
-@pytest.mark.parametrize("flag", ["0", "true", "yes", "", "TRUE"])
-def test_anything_but_1_is_not_a_branch(flag: str) -> None:
+@pytest.mark.parametrize("flag", ["0", ""])
+def test_0_or_empty_is_not_a_branch(flag: str) -> None:
     ctx = DeploymentContext.from_env(
         {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": flag}
     )
     assert ctx.kind is DeploymentKind.PRODUCTION
+
+
+@pytest.mark.parametrize("flag", ["true", "yes", "TRUE", "2", "1.0"])
+def test_a_branch_flag_other_than_1_or_0_is_refused(flag: str) -> None:
+    with pytest.raises(DagsterBranchConfigError) as info:
+        DeploymentContext.from_env(
+            {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": flag}
+        )
+    assert f"DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT={flag!r} is not valid" in str(info.value)
+    assert "only '1' marks a branch deployment" in str(info.value)
+
+
+BRANCH_ONLY = {
+    "DAGSTER_CLOUD_PULL_REQUEST_ID": "7",
+    "DAGSTER_CLOUD_PULL_REQUEST_STATUS": "OPEN",
+    "DAGSTER_CLOUD_GIT_BRANCH": "feature/orders",
+}
+
+
+@pytest.mark.parametrize("variable", sorted(BRANCH_ONLY))
+@pytest.mark.parametrize("flag", [None, "0"])
+@pytest.mark.parametrize("deployment_name", ["prod", None])
+def test_a_branch_only_variable_without_the_flag_is_refused(
+    variable: str, flag: str | None, deployment_name: str | None
+) -> None:
+    env = {variable: BRANCH_ONLY[variable], "USER": "alice"}
+    if flag is not None:
+        env["DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT"] = flag
+    if deployment_name is not None:
+        env["DAGSTER_CLOUD_DEPLOYMENT_NAME"] = deployment_name
+    with pytest.raises(DagsterBranchConfigError) as info:
+        DeploymentContext.from_env(env)
+    message = str(info.value)
+    assert message.startswith(f"{variable} is set but DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT is ")
+    assert "set DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT=1" in message
+    assert f"unset {variable}." in message
+
+
+def test_every_branch_only_variable_is_named() -> None:
+    with pytest.raises(DagsterBranchConfigError) as info:
+        DeploymentContext.from_env({"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", **BRANCH_ONLY})
+    assert str(info.value).startswith(
+        "DAGSTER_CLOUD_PULL_REQUEST_ID, DAGSTER_CLOUD_PULL_REQUEST_STATUS, "
+        "DAGSTER_CLOUD_GIT_BRANCH are set but DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT is unset"
+    )
+
+
+def test_commit_metadata_alone_does_not_make_a_branch() -> None:
+    commit = {k: v for k, v in BRANCH_ENV.items() if k.startswith("DAGSTER_CLOUD_GIT_")}
+    del commit["DAGSTER_CLOUD_GIT_BRANCH"]
+    ctx = DeploymentContext.from_env({"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", **commit})
+    assert ctx.kind is DeploymentKind.PRODUCTION and ctx.namespace is None
+    assert ctx.git_sha == "3f8a2b1c9d0e7f6a5b4c3d2e1f0a9b8c7d6e5f4a"
 
 
 def test_local_uses_the_developer() -> None:
