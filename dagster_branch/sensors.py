@@ -1,6 +1,7 @@
 """The cleanup sensor and the nightly sweep: find closed branches, request their cleanup.
 
-Both run in the production deployment (Dagster+ runs no sensors in branch deployments), take the
+Both run in the production deployment (Dagster+ runs no sensors in branch deployments, and both
+refuse to tick inside one), take the
 branch-aware stores and the pull request source by resource key, like the cleanup job, and make
 their decisions with one shared tick (:func:`~dagster_branch.detection.run_cleanup_tick`).
 
@@ -21,6 +22,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from dagster_branch.cleanup.verify import refuse_in_branch_deployment
 from dagster_branch.decision import DEFAULT_GRACE_PERIOD
 from dagster_branch.detection import (
     CleanupCursor,
@@ -116,7 +118,10 @@ class _Tick:
         self,
         context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext,
         cursor: CleanupCursor,
+        *,
+        entry_point: str,
     ) -> TickOutcome:
+        refuse_in_branch_deployment(entry_point)  # before any store or source is asked
         stores, source = _resources(context, self.store_keys, self.source_key)
         return run_cleanup_tick(
             stores,
@@ -216,7 +221,9 @@ def build_branch_cleanup_sensor(
     ) -> dg.SensorResult:
         # Dagster passes required resources as keywords when a test calls the sensor directly
         # (``sensor(context)``); they are read from the context either way.
-        outcome = tick.run(context, CleanupCursor.parse(context.cursor))
+        outcome = tick.run(
+            context, CleanupCursor.parse(context.cursor), entry_point=f"The sensor {name!r}"
+        )
         return dg.SensorResult(
             run_requests=outcome.run_requests,
             skip_reason=outcome.skip_reason,
@@ -276,7 +283,8 @@ def build_branch_cleanup_schedule(
     def branch_cleanup_schedule(
         context: dg.ScheduleEvaluationContext, **_direct: object
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        outcome = tick.run(context, CleanupCursor())  # no cursor: read the source afresh
+        # No cursor: a schedule reads the source afresh.
+        outcome = tick.run(context, CleanupCursor(), entry_point=f"The schedule {name!r}")
         if outcome.run_requests:
             return outcome.run_requests
         return dg.SkipReason(outcome.skip_reason)

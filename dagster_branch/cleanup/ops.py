@@ -26,7 +26,12 @@ from dagster_branch.cleanup.report import (
     plan_metadata,
     removal_metadata,
 )
-from dagster_branch.cleanup.verify import DEFAULT_MAX_OBJECTS, check_plan, refusal_message
+from dagster_branch.cleanup.verify import (
+    DEFAULT_MAX_OBJECTS,
+    check_plan,
+    refusal_message,
+    refuse_in_branch_deployment,
+)
 from dagster_branch.errors import (
     CleanupIncompleteError,
     DagsterBranchConfigError,
@@ -194,6 +199,7 @@ def _unchecked_plan_op(job_name: str, store_keys: Sequence[str], io_key: str) ->
         context: dg.OpExecutionContext, config: BranchCleanupConfig
     ) -> dg.Output[CleanupTicket]:
         with _failures_as_dagster(config.namespace):
+            refuse_in_branch_deployment(f"The cleanup job {job_name!r}")
             stores = {key: _store(context, key) for key in store_keys}
             plan = build_cleanup_plan(config.namespace, stores)
         context.log.info(

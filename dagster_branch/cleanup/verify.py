@@ -26,7 +26,15 @@ from dagster_branch.inventory import BranchStore
 from dagster_branch.pull_requests import PullRequestState
 from dagster_branch.sources.base import PullRequestSource
 
-__all__ = ["DEFAULT_MAX_OBJECTS", "Verdict", "check_plan", "refusal_message", "verify_plan"]
+__all__ = [
+    "DEFAULT_MAX_OBJECTS",
+    "Verdict",
+    "branch_deployment_refusal",
+    "check_plan",
+    "refusal_message",
+    "refuse_in_branch_deployment",
+    "verify_plan",
+]
 
 DEFAULT_MAX_OBJECTS = 10_000
 
@@ -44,18 +52,49 @@ class Verdict:
         return not self.reasons
 
 
-def _deployment_reasons(plan: CleanupPlan, env: Mapping[str, str] | None) -> list[str]:
-    """A deployment must not clean its own namespace: it is still writing there."""
+def branch_deployment_refusal(entry_point: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why ``entry_point`` (the cleanup job, the sensor, ...) must not run here, or ``None``.
+
+    The cleanup runs from production only: a branch deployment could otherwise clean other
+    branches' data (with ``require_closed: false``, an open PR's), or its own while it writes.
+
+    Raises:
+        DagsterBranchConfigError: the environment is malformed or half a branch deployment.
+    """
+    here = DeploymentContext.from_env(env)
+    if not here.is_branch_deployment:
+        return None
+    return (
+        f"{entry_point} refuses to run inside a branch deployment "
+        f"(DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT=1, namespace {here.namespace}): from there it could "
+        "remove other branches' data. Run it from the production deployment (where the sensor "
+        "launches it), or from a shell with the production environment."
+    )
+
+
+def refuse_in_branch_deployment(entry_point: str, env: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`CleanupRefusedError` when running inside a branch deployment.
+
+    Called first by every entry point of the cleanup (job, sensor, schedule, CLI), when it runs,
+    not when the Definitions load: branch deployments load the same code.
+
+    Example::
+
+        >>> production = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod"}
+        >>> refuse_in_branch_deployment("The cleanup job", production)  # passes: production
+    """
+    reason = branch_deployment_refusal(entry_point, env)
+    if reason is not None:
+        raise CleanupRefusedError(reason)
+
+
+def _deployment_reasons(env: Mapping[str, str] | None) -> list[str]:
+    """The cleanup runs from production (or a shell with its environment), never a branch."""
     try:
-        here = DeploymentContext.from_env(env)
+        reason = branch_deployment_refusal("The cleanup", env)
     except DagsterBranchError as exc:
         return [f"The deployment this job runs in cannot be determined ({exc}); fix it first."]
-    if here.namespace == plan.namespace and here.is_branch_deployment:
-        return [
-            f"This job runs in {plan.namespace}'s own branch deployment, which still writes there: "
-            "run the cleanup from the production deployment."
-        ]
-    return []
+    return [reason] if reason else []
 
 
 def _ownership_reasons(plan: CleanupPlan, stores: Mapping[str, BranchStore]) -> list[str]:
@@ -124,7 +163,7 @@ def check_plan(
 ) -> Verdict:
     """Every reason to refuse ``plan``; an empty tuple means the removal may go ahead.
 
-    Checks, all of them every time: the deployment is not the namespace's own branch deployment;
+    Checks, all of them every time: the deployment is not a branch deployment;
     each object belongs to the plan's namespace and its store finds no ownership problem (name
     does not parse back, protected or production name); the plan is within ``max_objects``; and,
     with ``require_closed``, the PR source says now that the PR is closed or merged.
@@ -139,7 +178,7 @@ def check_plan(
         source_key: the source's resource key, used only in messages.
         env: environment to read the running deployment from (default ``os.environ``).
     """
-    reasons = _deployment_reasons(plan, env)
+    reasons = _deployment_reasons(env)
     reasons += _ownership_reasons(plan, stores)
     if len(plan) > max_objects:
         reasons.append(

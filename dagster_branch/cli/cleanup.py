@@ -21,7 +21,7 @@ import dagster as dg
 from dagster_branch.cleanup.job import CleanupOutcome
 from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
 from dagster_branch.cleanup.report import status_of
-from dagster_branch.cleanup.verify import Verdict, check_plan
+from dagster_branch.cleanup.verify import Verdict, check_plan, refuse_in_branch_deployment
 from dagster_branch.cli.errors import (
     EXIT_ERROR,
     EXIT_INCOMPLETE,
@@ -236,6 +236,7 @@ def cleanup(
     verbose: bool,
 ) -> None:
     """Remove everything one namespace owns, by running the cleanup job in process."""
+    refuse_in_branch_deployment("dagster-branch cleanup")
     target = resolve_namespace(namespace, pull_request, branch)
     defs = load_target(module_name, python_file)
     _cleanup_job(defs, job_name)  # fail before asking anything if there is no such job
