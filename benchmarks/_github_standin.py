@@ -1,7 +1,8 @@
 """A local stand-in for the GitHub REST API's pull-request endpoints (benchmarks only).
 
-Run as ``python _github_standin.py PORT PULLS LIVE``. It holds ``PULLS`` pull requests of the
-repository ``acme/warehouse`` (``LIVE`` of them open) and answers, in GitHub's documented shapes:
+Run as ``python _github_standin.py PORT PULLS LIVE [OWNER/REPO]``. It holds ``PULLS`` pull requests
+of one repository (``acme/warehouse`` unless named; ``LIVE`` of them open) and answers, in GitHub's
+documented shapes:
 
 - ``GET /repos/{owner}/{repo}/pulls?state=&sort=&direction=&per_page=&page=``: a JSON array of
   pull objects, a ``Link`` header (``next``, ``last``, ``first``, ``prev``), a weak ``ETag``, and
@@ -250,7 +251,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    global OWNER, REPO
     port, total, live = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    if len(sys.argv) > 4:
+        OWNER, REPO = sys.argv[4].split("/", 1)
     Handler.store = PullStore(total, live, f"http://127.0.0.1:{port}")
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True

@@ -1,6 +1,6 @@
 """moto's S3 server with a side door for seeding objects fast (benchmarks only).
 
-Run as ``python _moto_seedable.py S3_PORT SEED_PORT``. It serves exactly what
+Run as ``python _moto_seedable.py S3_PORT SEED_PORT [--indexed-listing]``. It serves exactly what
 ``python -m moto.server`` serves on ``S3_PORT`` (same werkzeug app, same access log on stderr),
 and, on ``SEED_PORT``, a tiny HTTP endpoint that writes objects straight into moto's in-memory
 backend of the same process. Seeding 20,000 objects through the S3 API costs over a minute on
@@ -20,10 +20,17 @@ times (turn bucket versioning on first to keep them), and, when ``delete_markers
 "delete_markers": …}`` as held in memory (keys: current objects; versions: every stored version),
 without an S3 request, so checking what a tool left behind is not counted either.
 ``POST /forget`` with ``{"bucket": "b"}`` drops a bucket and everything in it from memory.
+
+``--indexed-listing`` (the memory benchmark only) answers ``ListObjectsV2`` without a delimiter
+in an unversioned bucket from a sorted index of the bucket's key names, built once and kept until
+the next write: moto itself visits and sorts every key of the bucket for each 1,000-key page,
+so purging 300,000 keys would cost the server several minutes per tool. The pages, continuation
+tokens and XML are those moto builds (the same ``_truncate_result``); only the search is faster.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import sys
 import threading
@@ -58,6 +65,50 @@ def _backend() -> Any:
     from moto.s3.models import s3_backends
 
     return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+
+def _index_listings(backend: Any) -> None:
+    """Serve prefix listings of unversioned buckets from a sorted index (see the docstring)."""
+    original_list, original_put = backend.list_objects_v2, backend.put_object
+    index: dict[str, list[str]] = {}
+
+    def put_object(bucket_name: str, *args: Any, **kwargs: Any) -> Any:
+        index.pop(bucket_name, None)  # a new key: rebuild the index on the next listing
+        return original_put(bucket_name, *args, **kwargs)
+
+    def list_objects_v2(
+        bucket: Any,
+        prefix: str | None,
+        delimiter: str | None,
+        continuation_token: str | None,
+        start_after: str | None,
+        max_keys: int,
+    ) -> Any:
+        if delimiter or bucket.versioning_status is not None:
+            return original_list(
+                bucket, prefix, delimiter, continuation_token, start_after, max_keys
+            )
+        names = index.get(bucket.name)
+        if names is None:
+            names = index[bucket.name] = sorted(dict.keys(bucket.keys))
+        prefix = prefix or ""
+        after = (
+            backend._pagination_tokens.get(continuation_token)
+            if continuation_token
+            else start_after
+        )
+        position = bisect.bisect_right(names, after) if after else bisect.bisect_left(names, prefix)
+        found: list[Any] = []
+        while position < len(names) and len(found) <= max_keys:
+            name = names[position]
+            position += 1
+            if not name.startswith(prefix):
+                break  # sorted: past the prefix's range
+            if name in bucket.keys:  # deleted keys stay in the index until the next write
+                found.append(bucket.keys[name])
+        return backend._truncate_result(found, max_keys)
+
+    backend.put_object, backend.list_objects_v2 = put_object, list_objects_v2
 
 
 def _count(spec: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +164,8 @@ class _SeedHandler(BaseHTTPRequestHandler):
 
 def main() -> None:
     s3_port, seed_port = int(sys.argv[1]), int(sys.argv[2])
+    if "--indexed-listing" in sys.argv[3:]:
+        _index_listings(_backend())
     seed_server = ThreadingHTTPServer(("127.0.0.1", seed_port), _SeedHandler)
     threading.Thread(target=seed_server.serve_forever, daemon=True).start()
 

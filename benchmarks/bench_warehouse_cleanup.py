@@ -112,6 +112,26 @@ def seed_branch(url: str, number: int, tables: int) -> str:
     return schema
 
 
+def seed_branch_fast(url: str, number: int, tables: int) -> str:
+    """Like :func:`seed_branch`, with empty tables created in one round trip (for scale)."""
+    with deployment_environment(branch_environment(number)):
+        resource = BranchDatabaseResource(url=url, base_schema=BASE)
+        try:
+            resource.ensure_namespace()
+            schema = resource.target_schema
+            quoted = resource.get_engine().dialect.identifier_preparer.quote_schema(schema)
+            with resource.get_engine().begin() as conn:
+                conn.exec_driver_sql(
+                    "; ".join(
+                        f"CREATE TABLE {quoted}.model_{i:03d} (id INTEGER, label VARCHAR(20))"
+                        for i in range(tables)
+                    )
+                )
+        finally:
+            resource.dispose()
+    return schema
+
+
 def seed_production(url: str) -> None:
     with deployment_environment(PRODUCTION):
         resource = BranchDatabaseResource(url=url, base_schema=BASE)
@@ -253,10 +273,73 @@ def bench_dialect(label: str, url: str, tables: int, runs: int) -> Table:
     return table
 
 
+def bench_scale(url: str, schemas: int, tables: int, by_table_schemas: int) -> Table:
+    """Many branch schemas at once: the drop step for each, against table-by-table drops."""
+    steps: list[tuple[str, Callable[[str, int, str], None], int]] = [
+        ("dagster-branch (drop step)", drop_step, schemas),
+        ("table by table", table_by_table, by_table_schemas),
+    ]
+    table = Table(
+        f"Warehouse cleanup at scale, PostgreSQL: {schemas} branch schemas x {tables} tables",
+        ["contender", "schemas", "statements", "per schema", "wall", "per schema (wall)",
+         "statements vs d-b", "wall vs d-b", "all gone", "prod intact"],
+    )  # fmt: skip
+    measured = []
+    number = 5000
+    for name, step, count in steps:
+        print(f"  PostgreSQL at scale: seeding {count} x {tables} tables for {name}", flush=True)
+        seeded = []
+        for _ in range(count):
+            number += 1
+            seeded.append((number, seed_branch_fast(url, number, tables)))
+        print(f"  PostgreSQL at scale: {name}", flush=True)
+        with COUNTER.counting(url), Stopwatch() as watch:
+            for n, schema in seeded:
+                step(url, n, schema)
+        gone = not any(schema_exists(url, schema) for _, schema in seeded)
+        measured.append((name, count, COUNTER.count, watch.seconds, gone))
+    ref_statements = measured[0][2] / measured[0][1]
+    ref_wall = measured[0][3] / measured[0][1]
+    intact = production_rows(url) == 3
+    for name, count, statements, wall, gone in measured:
+        scaled = count != schemas
+        per_statements, per_wall = statements / count, wall / count
+        table.add(
+            name + (f" [{count} schemas]" if scaled else ""),
+            count,
+            f"{statements:,}" + (f" (~{per_statements * schemas:,.0f})" if scaled else ""),
+            f"{per_statements:,.1f}",
+            seconds(wall) + (f" (~{seconds(per_wall * schemas)})" if scaled else ""),
+            seconds(per_wall),
+            ratio(per_statements, ref_statements),
+            ratio(per_wall, ref_wall),
+            "yes" if gone else "NO",
+            "yes" if intact else "NO",
+        )
+    table.notes.append(
+        "the drop step runs once per namespace, as the cleanup job does (objects_of, then "
+        "remove_objects); tables are empty and created in one round trip per schema for the "
+        "seeding (not measured)."
+    )
+    if by_table_schemas != schemas:
+        table.notes.append(
+            f"[{by_table_schemas} schemas]: table by table sends one statement per table, so it "
+            f"is measured on {by_table_schemas} of the schemas and '~' figures are scaled "
+            "linearly to all of them."
+        )
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--tables", type=int, default=None, help="tables in the branch schema")
+    parser.add_argument("--schemas", type=int, default=None, help="branch schemas at scale")
+    parser.add_argument(
+        "--by-table-schemas", type=int, default=None, help="schemas dropped table by table"
+    )
     args = parser.parse_args(argv)
+    schemas = args.schemas or (5 if args.quick else 100)
+    by_table = min(schemas, args.by_table_schemas or (2 if args.quick else 20))
     tables = args.tables or (30 if args.quick else 300)
     runs = args.runs or (2 if args.quick else 5)
 
@@ -271,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute(sa.text("CREATE DATABASE bench"))
             admin.dispose()
             out.append(bench_dialect("PostgreSQL", pg.url("bench"), tables, runs))
+            out.append(bench_scale(pg.url("bench"), schemas, tables, by_table))
     emit(out, args.json)
     return 0
 
