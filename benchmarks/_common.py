@@ -259,6 +259,12 @@ class SeedableS3:
 
     server: LocalS3
     door_url: str
+    pid: int = 0
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user + system), from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     @property
     def endpoint_url(self) -> str:
@@ -339,6 +345,7 @@ def seedable_s3(workdir: Path, *, indexed_listing: bool = False) -> Iterator[See
             yield SeedableS3(
                 server=LocalS3(endpoint_url=f"http://127.0.0.1:{s3_port}", request_log=log_path),
                 door_url=f"http://127.0.0.1:{seed_port}",
+                pid=process.pid,
             )
         finally:
             stop_process_group(process)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,7 +64,9 @@ PRODUCTION_PREFIX = "data/"
 PRODUCTION_OBJECTS = 100
 LIST_AND_DELETE = ("ListObjects", "ListObjectVersions", "DeleteObjects", "DeleteObject")
 
-PurgeFn = Callable[[str, str, str, bool], None]  # endpoint, bucket, prefix, versioned
+# endpoint, bucket, prefix, versioned -> the CPU seconds of the tool's process, or None when the
+# purge ran in this process (then this process's CPU time is read around it)
+PurgeFn = Callable[[str, str, str, bool], float | None]
 
 
 # -- the contenders -----------------------------------------------------------------------------
@@ -78,21 +81,24 @@ def _client(endpoint_url: str) -> Any:
     )
 
 
-def purge_dagster_branch(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> None:
+def purge_dagster_branch(
+    endpoint_url: str, bucket: str, prefix: str, versioned: bool
+) -> float | None:
     """The library's purge, as the cleanup job calls it (it finds versions by itself)."""
     from dagster_branch.cleanup.s3 import purge_prefix
 
     purge_prefix(_client(endpoint_url), bucket, prefix)
+    return None
 
 
-def purge_boto3_loop(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> None:
+def purge_boto3_loop(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> float | None:
     """The hand-written script: list, then ``delete_object`` one by one."""
     client = _client(endpoint_url)
     if not versioned:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 client.delete_object(Bucket=bucket, Key=obj["Key"])
-        return
+        return None
     # Deleting while paging by version markers is unsafe, so collect first, then delete.
     targets: list[tuple[str, str]] = []
     for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
@@ -100,6 +106,17 @@ def purge_boto3_loop(endpoint_url: str, bucket: str, prefix: str, versioned: boo
             targets.append((entry["Key"], entry["VersionId"]))
     for key, version_id in targets:
         client.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
+    return None
+
+
+def _run_tool(command: list[str], scratch: Path) -> float:
+    """Run a tool to its end; the CPU seconds its process used (wait4's rusage)."""
+    process = subprocess.Popen(command, env=_tool_env(scratch), stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return float(usage.ru_utime + usage.ru_stime)
 
 
 def _tool_env(scratch: Path) -> dict[str, str]:
@@ -112,24 +129,24 @@ def _tool_env(scratch: Path) -> dict[str, str]:
 
 
 def purge_awscli(tool: Path, scratch: Path) -> PurgeFn:
-    def run(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> None:
+    def run(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> float | None:
         # `aws s3 rm` has no way to remove versions: in a versioned bucket it adds markers.
-        subprocess.run(
+        return _run_tool(
             [str(tool), "s3", "rm", f"s3://{bucket}/{prefix}", "--recursive",
              "--endpoint-url", endpoint_url, "--only-show-errors"],
-            env=_tool_env(scratch), check=True, stdout=subprocess.DEVNULL,
+            scratch,
         )  # fmt: skip
 
     return run
 
 
 def purge_s5cmd(tool: Path, scratch: Path) -> PurgeFn:
-    def run(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> None:
+    def run(endpoint_url: str, bucket: str, prefix: str, versioned: bool) -> float | None:
         versions = ["--all-versions"] if versioned else []
-        subprocess.run(
+        return _run_tool(
             [str(tool), "--endpoint-url", endpoint_url, "--log", "error",
              "rm", *versions, f"s3://{bucket}/{prefix}*"],
-            env=_tool_env(scratch), check=True, stdout=subprocess.DEVNULL,
+            scratch,
         )  # fmt: skip
 
     return run
@@ -148,6 +165,8 @@ class Contender:
     requests: list[Counter[str]] = field(default_factory=list)
     left: list[dict[str, int]] = field(default_factory=list)
     production_intact: list[bool] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)  # the contender's CPU seconds
+    server_cpu: list[float] = field(default_factory=list)  # moto's CPU seconds meanwhile
 
 
 @dataclass(frozen=True)
@@ -183,10 +202,14 @@ def measure_once(s3: SeedableS3, variant: Variant, contender: Contender, run: in
         delete_markers_every=variant.delete_markers_every,
     )
     before = len(s3.request_lines())
+    server_before, own_before = s3.cpu_seconds(), time.process_time()
     with Stopwatch() as watch:
-        contender.purge(s3.endpoint_url, bucket, BRANCH_PREFIX, variant.versioned)
+        tool_cpu = contender.purge(s3.endpoint_url, bucket, BRANCH_PREFIX, variant.versioned)
+    own_cpu, server_cpu = time.process_time() - own_before, s3.cpu_seconds() - server_before
     lines = s3.request_lines()[before:]
     contender.walls.append(watch.seconds)
+    contender.client_cpu.append(own_cpu if tool_cpu is None else tool_cpu)
+    contender.server_cpu.append(server_cpu)
     contender.requests.append(Counter(classify_s3_request(m, t) for m, t, _ in lines))
     contender.left.append(s3.count(bucket, BRANCH_PREFIX))
     contender.production_intact.append(
@@ -216,7 +239,7 @@ def table_for(variant: Variant, contenders: list[Contender], full_keys: int) -> 
     table = Table(
         title,
         ["contender", "runs", "requests", "list", "delete", "other", f"req / 1k {unit}",
-         "wall (median)",
+         "wall (median)", "client CPU", "moto CPU",
          "wall vs d-b", "requests vs d-b", "left behind", "prod intact"],
     )  # fmt: skip
     reference = contenders[0]
@@ -251,6 +274,8 @@ def table_for(variant: Variant, contenders: list[Contender], full_keys: int) -> 
             f"{others:,.0f}",
             f"{requests * 1000 / entries:,.2f}",
             wall_text,
+            seconds(median(c.client_cpu)),
+            seconds(median(c.server_cpu)),
             ratio(wall * scale, ref_wall),
             ratio(requests * scale, ref_requests),
             left_text,
@@ -260,7 +285,10 @@ def table_for(variant: Variant, contenders: list[Contender], full_keys: int) -> 
         "requests counted at the server (moto's access log); other = GetBucketVersioning and "
         "ListMultipartUploads (dagster-branch checks both once, to find versions and incomplete "
         "uploads); wall time includes each CLI's process start; d-b = dagster-branch; "
-        "ratios > 1x mean more than dagster-branch."
+        "ratios > 1x mean more than dagster-branch. client CPU: the contender's own CPU "
+        "time (the tool's process, or this process around the in-process purge); moto CPU: the "
+        "server's CPU time during the purge (moto runs on one core: close to the wall time "
+        "means the server was the limit)."
     )
     if any(c.keys != full_keys for c in contenders):
         table.notes.append(
@@ -352,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                     "walls": c.walls,
                     "requests": [dict(r) for r in c.requests],
                     "left": c.left,
+                    "client_cpu": c.client_cpu,
+                    "server_cpu": c.server_cpu,
                 }
                 for c in contenders
             }
