@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from dagster import materialize
 from warehouse_support import ASSETS, Deploy
 
-from dagster_branch.errors import DagsterBranchConfigError
+from dagster_branch.errors import DagsterBranchConfigError, DagsterBranchError
 from dagster_branch.io_managers import BranchTableIOManager
 from dagster_branch.ledger import Ledger
 from dagster_branch.resources import BranchDatabaseResource
@@ -149,7 +149,7 @@ def test_connect_args_secrets_never_surface(
     assert warehouse.redact(f"driver said: bad passphrase {secret}") == (
         "driver said: bad passphrase ***"
     )
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(DagsterBranchError, match="Could not create schema") as caught:
         warehouse.ensure_namespace()  # nothing listens on port 1: the driver's error
     assert secret not in str(caught.value)
 
