@@ -13,8 +13,10 @@ How it keeps to about two requests per 1,000 objects, the minimum of the S3 API:
 - Unversioned: ``ListObjectsV2`` pages of 1,000 keys are streamed straight into
   ``DeleteObjects`` batches of 1,000 (``Quiet``), several in flight on a small thread pool with a
   bounded number of pending batches, so memory stays flat however large the prefix. The
-  listing is the critical path (each page waits for the previous page's token), so its pages
-  are parsed without the ``LastModified`` timestamps nobody reads (see ``_lean_call``).
+  listing is the critical path (each page waits for the previous page's token), so each page is
+  requested as soon as its token is in the raw XML of the page before, and pages are parsed
+  without the ``LastModified`` timestamps nobody reads (see
+  :mod:`dagster_branch.cleanup.s3_listing`).
 - Versioned (or suspended): every version and delete marker is collected with
   ``ListObjectVersions`` (in rounds of at most ``versions_per_round``, so memory stays bounded),
   then deleted; a round that stopped early starts the listing again from the beginning, which
@@ -31,10 +33,9 @@ in the ledger.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ from dagster_branch.cleanup.s3_batches import (
     delete_batch,
     error_code,
 )
+from dagster_branch.cleanup.s3_listing import pages, prefetched_pages
 from dagster_branch.errors import CleanupRefusedError, DagsterBranchError
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, ledger_not_updated
 
@@ -207,56 +209,6 @@ class _Deleter:
         self._pool.shutdown(wait=True)
 
 
-# Listings made by a purge never read LastModified, and botocore spends about three quarters of
-# a 1,000-key page's parse time (75 of 100 ms here) turning those into datetimes: time on the
-# critical path, since each page's continuation token waits for the previous page. A handler
-# drops them from the raw XML of the purge's own listings only (a thread-local flag, set around
-# them), so the caller's other calls on the same client still get them.
-_LEAN_LISTING = threading.local()
-_LAST_MODIFIED = re.compile(rb"<LastModified>[^<]*</LastModified>")
-_LEAN_OPERATIONS = {
-    "list_objects_v2": "ListObjectsV2",
-    "list_object_versions": "ListObjectVersions",
-}
-
-
-def _drop_last_modified(response_dict: dict[str, Any], **_: Any) -> None:
-    if getattr(_LEAN_LISTING, "active", False) and response_dict.get("status_code") == 200:
-        body = response_dict.get("body")
-        if isinstance(body, bytes):
-            response_dict["body"] = _LAST_MODIFIED.sub(b"", body)
-
-
-def _lean_call(calls: S3Calls, operation: str, **params: Any) -> dict[str, Any]:
-    """``calls.call`` for a listing, without parsing timestamps nobody reads."""
-    name = _LEAN_OPERATIONS.get(operation)
-    if name is None:
-        return calls.call(operation, **params)
-    calls.client.meta.events.register(  # idempotent per client: a fixed unique_id
-        f"before-parse.s3.{name}", _drop_last_modified, unique_id=f"dagster-branch-lean-{name}"
-    )
-    _LEAN_LISTING.active = True
-    try:
-        return calls.call(operation, **params)
-    finally:
-        _LEAN_LISTING.active = False
-
-
-def _pages(
-    calls: S3Calls, operation: str, token_fields: dict[str, str], **params: Any
-) -> Iterator[dict[str, Any]]:
-    """Pages of a listing, following its continuation fields (``NextKeyMarker`` → ``KeyMarker``)."""
-    while True:
-        page = _lean_call(calls, operation, **params)
-        yield page
-        if not page.get("IsTruncated"):
-            return
-        follow = {name: page[source] for source, name in token_fields.items() if page.get(source)}
-        if not follow:
-            return
-        params = {**params, **follow}
-
-
 def _versioned(calls: S3Calls, bucket: str) -> bool:
     try:
         status = calls.call("get_bucket_versioning", Bucket=bucket).get("Status")
@@ -269,10 +221,9 @@ def _versioned(calls: S3Calls, bucket: str) -> bool:
 
 def _abort_uploads(calls: S3Calls, report: PurgeReport) -> None:
     fields = {"NextKeyMarker": "KeyMarker", "NextUploadIdMarker": "UploadIdMarker"}
-    pages = _pages(
+    for page in pages(
         calls, "list_multipart_uploads", fields, Bucket=report.bucket, Prefix=report.prefix
-    )
-    for page in pages:
+    ):
         for upload in page.get("Uploads", []):
             if not report.dry_run:
                 try:
@@ -297,11 +248,7 @@ def _count_only(report: PurgeReport, entries: Sequence[Entry]) -> None:
 
 def _purge_current(calls: S3Calls, report: PurgeReport, deleter: _Deleter, p: _Progress) -> None:
     """Unversioned: stream each page of keys into a delete batch while listing goes on."""
-    fields = {"NextContinuationToken": "ContinuationToken"}
-    pages = _pages(
-        calls, "list_objects_v2", fields, Bucket=report.bucket, Prefix=report.prefix, MaxKeys=1000
-    )
-    for page in pages:
+    for page in prefetched_pages(calls, Bucket=report.bucket, Prefix=report.prefix):
         entries = [Entry(o["Key"], None, int(o.get("Size", 0))) for o in page.get("Contents", [])]
         if report.dry_run:
             _count_only(report, entries)
@@ -330,7 +277,7 @@ def _purge_versions(
     while True:
         collected: list[Entry] = []
         more = False
-        pages = _pages(
+        listing = pages(
             calls,
             "list_object_versions",
             fields,
@@ -338,7 +285,7 @@ def _purge_versions(
             Prefix=report.prefix,
             MaxKeys=1000,
         )
-        for page in pages:
+        for page in listing:
             # Entries that failed for good in an earlier round are listed again: skip them.
             collected.extend(e for e in _version_entries(page) if e[:2] not in deleter.failed)
             if report.dry_run:

@@ -159,6 +159,37 @@ def test_purge_listings_skip_timestamps_but_the_callers_listings_keep_them(
     assert all(isinstance(o["LastModified"], datetime) for o in after)
 
 
+def test_next_page_is_requested_while_the_purge_parses_this_one(s3_client: Any) -> None:
+    s3_client.create_bucket(Bucket=BUCKET)
+    put_many(s3_client, BUCKET, [f"{PR_4}part-{i:05d}" for i in range(2500)])
+    requested = threading.Condition()
+    tokens_sent: list[str | None] = []  # the ContinuationToken of each ListObjectsV2 request
+
+    def before_call(params: dict[str, Any], **_: Any) -> None:
+        with requested:
+            tokens_sent.append(params["query_string"].get("continuation-token"))
+            requested.notify_all()
+
+    next_page_already_requested: list[bool] = []
+
+    def after_parse(parsed: dict[str, Any], **_: Any) -> None:
+        # A page is parsed: its next page must be on its way already (wait a little for the
+        # other thread to get there, rather than race it).
+        if parsed.get("IsTruncated"):
+            token = parsed["NextContinuationToken"]
+            with requested:
+                found = requested.wait_for(lambda: token in tokens_sent, timeout=5)
+            next_page_already_requested.append(found)
+
+    s3_client.meta.events.register("before-call.s3.ListObjectsV2", before_call)
+    s3_client.meta.events.register("after-call.s3.ListObjectsV2", after_parse)
+    report = purge_prefix(s3_client, BUCKET, PR_4)
+
+    assert report.ok and report.objects == 2500
+    assert next_page_already_requested == [True, True]
+    assert len(tokens_sent) == 3 and report.requests["list_objects_v2"] == 3  # none extra
+
+
 def test_versioned_prefix_loses_every_version_and_delete_marker(
     s3_client: Any, log: logging.Logger
 ) -> None:
