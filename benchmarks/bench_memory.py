@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes = sorted(args.sizes or ([2_000, 10_000] if args.quick else [20_000, 100_000, 300_000]))
-    awscli_seconds = args.awscli_seconds or (10.0 if args.quick else 30.0)
+    awscli_seconds = args.awscli_seconds or (10.0 if args.quick else 15.0)
     versioned_keys = (
         args.versioned_keys if args.versioned_keys is not None else (500 if args.quick else 8_000)
     )

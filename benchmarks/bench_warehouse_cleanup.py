@@ -273,7 +273,9 @@ def bench_dialect(label: str, url: str, tables: int, runs: int) -> Table:
     return table
 
 
-def bench_scale(url: str, schemas: int, tables: int, by_table_schemas: int) -> Table:
+def bench_scale(
+    url: str, schemas: int, tables: int, by_table_schemas: int, figures: dict[str, Any]
+) -> Table:
     """Many branch schemas at once: the drop step for each, against table-by-table drops."""
     steps: list[tuple[str, Callable[[str, int, str], None], int]] = [
         ("dagster-branch (drop step)", drop_step, schemas),
@@ -298,6 +300,10 @@ def bench_scale(url: str, schemas: int, tables: int, by_table_schemas: int) -> T
                 step(url, n, schema)
         gone = not any(schema_exists(url, schema) for _, schema in seeded)
         measured.append((name, count, COUNTER.count, watch.seconds, gone))
+    figures["scale"] = {
+        name: {"schemas": count, "statements": statements, "seconds": wall, "gone": gone}
+        for name, count, statements, wall, gone in measured
+    }
     ref_statements = measured[0][2] / measured[0][1]
     ref_wall = measured[0][3] / measured[0][1]
     intact = production_rows(url) == 3
@@ -344,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (2 if args.quick else 5)
 
     out = []
+    figures: dict[str, Any] = {}
     with scratch_dir("warehouse") as scratch:
         out.append(
             bench_dialect("DuckDB", f"duckdb:///{scratch / 'warehouse.duckdb'}", tables, runs)
@@ -354,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute(sa.text("CREATE DATABASE bench"))
             admin.dispose()
             out.append(bench_dialect("PostgreSQL", pg.url("bench"), tables, runs))
-            out.append(bench_scale(pg.url("bench"), schemas, tables, by_table))
-    emit(out, args.json)
+            out.append(bench_scale(pg.url("bench"), schemas, tables, by_table, figures))
+    emit(out, args.json, figures)
     return 0
 
 
