@@ -51,7 +51,7 @@ from dagster_branch.cleanup.s3_batches import (
     delete_batch,
     error_code,
 )
-from dagster_branch.cleanup.s3_listing import pages, prefetched_pages
+from dagster_branch.cleanup.s3_listing import listing_pages, prefetched_pages
 from dagster_branch.errors import CleanupRefusedError, DagsterBranchError
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, ledger_not_updated
 
@@ -221,7 +221,7 @@ def _versioned(calls: S3Calls, bucket: str) -> bool:
 
 def _abort_uploads(calls: S3Calls, report: PurgeReport) -> None:
     fields = {"NextKeyMarker": "KeyMarker", "NextUploadIdMarker": "UploadIdMarker"}
-    for page in pages(
+    for page in listing_pages(
         calls, "list_multipart_uploads", fields, Bucket=report.bucket, Prefix=report.prefix
     ):
         for upload in page.get("Uploads", []):
@@ -277,7 +277,7 @@ def _purge_versions(
     while True:
         collected: list[Entry] = []
         more = False
-        listing = pages(
+        listing = listing_pages(
             calls,
             "list_object_versions",
             fields,

@@ -34,7 +34,7 @@ from typing import Any
 
 from dagster_branch.cleanup.s3_batches import S3Calls
 
-__all__ = ["lean_call", "pages", "prefetched_pages"]
+__all__ = ["lean_call", "listing_pages", "prefetched_pages"]
 
 PAGE_SIZE = 1000  # the most keys one ListObjectsV2 page returns
 PAGES_AHEAD = 2  # most pages fetched and not yet consumed
@@ -78,7 +78,7 @@ def lean_call(calls: S3Calls, operation: str, **params: Any) -> dict[str, Any]:
         _LEAN_LISTING.active = False
 
 
-def pages(
+def listing_pages(
     calls: S3Calls, operation: str, token_fields: dict[str, str], **params: Any
 ) -> Iterator[dict[str, Any]]:
     """Pages of a listing, following its continuation fields (``NextKeyMarker`` → ``KeyMarker``)."""
