@@ -49,6 +49,7 @@ __all__ = [
     "drop_view_ddl",
     "is_write_conflict",
     "list_schema_names",
+    "locks_file",
     "server_identifier_limit",
     "sqlite_schema_files",
     "sqlite_schema_path",
@@ -203,6 +204,12 @@ def list_schema_names(conn: sa.Connection) -> list[str]:
 
 # SQLSTATEs of "a concurrent transaction won; try again": serialization failure, deadlock.
 _CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def locks_file(engine: sa.Engine) -> bool:
+    """Whether ``engine``'s database is a file one process at a time may open (DuckDB): its
+    pooled connections must be closed after use so that another process (dbt) can open it."""
+    return engine.dialect.name == "duckdb"
 
 
 def is_write_conflict(exc: BaseException) -> bool:

@@ -7,9 +7,14 @@ The same code runs everywhere; the deployment decides where it writes:
   key ``warehouse``, the S3 lake under ``lake``);
 - branch deployments (``DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT=1``): the assets only, writing to the
   branch's own schema and prefix. Dagster+ runs no sensors there, and a branch never cleans.
+
+With the ``dbt`` extra installed, the dbt models of ``shop_dbt/`` are assets too
+(:mod:`example_project.transformations`).
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import dagster as dg
 
@@ -30,6 +35,14 @@ def build_definitions() -> dg.Definitions:
         "warehouse": warehouse,
         "io_manager": BranchTableIOManager(database=warehouse),
     }
+    if _has_dbt():
+        from example_project import transformations
+
+        project = transformations.shop_project()
+        dbt = transformations.dbt_resource(project, resources.dbt_warehouse_url())
+        transformations.prepare(project, dbt)
+        assets.append(transformations.shop_dbt_assets(project))
+        bound["dbt"] = dbt
     if lake is not None:
         assets.append(orders_export_asset())
         bound["lake"] = lake
@@ -53,3 +66,8 @@ def build_definitions() -> dg.Definitions:
     )
     extra = dg.Definitions(resources={"cleanup_io_manager": dg.FilesystemIOManager()})
     return dg.Definitions.merge(app, cleanup, extra)
+
+
+def _has_dbt() -> bool:
+    """Whether the optional dbt extra (``dagster-branch[dbt]``) and an adapter are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("dagster_dbt", "dbt.adapters"))

@@ -11,7 +11,13 @@ variable                       meaning (default)
 ``AWS_ENDPOINT_URL``           boto3's own variable, for an S3-compatible server
 ``DAGSTER_BRANCH_PR_SOURCE``   ``github``, ``gitlab``, ``dagster_plus`` or ``git`` (``git``)
 ``DAGSTER_BRANCH_GRACE_MINUTES``  minutes the sensor waits after a PR closes (10)
+``SHOP_DBT_STATE_DIR``         where production's dbt ``manifest.json`` is for branches to defer
+                               to (``shop_dbt/state``)
 =============================  ================================================================
+
+The dbt models (:mod:`example_project.transformations`) run on the same warehouse: their
+profile is pointed at ``WAREHOUSE_URL`` (``WAREHOUSE_BRANCH_URL`` in branch deployments, when
+set) through ``SHOP_DBT_*`` variables.
 
 Each source reads its usual variables: ``GITHUB_REPOSITORY``, ``GITHUB_TOKEN``,
 ``GITHUB_API_URL``; ``CI_PROJECT_ID``, ``GITLAB_TOKEN``, ``CI_API_V4_URL``;
@@ -38,6 +44,7 @@ from dagster_branch.errors import DagsterBranchConfigError
 __all__ = [
     "DATA_DIR",
     "PR_SOURCES",
+    "dbt_warehouse_url",
     "grace_period",
     "is_single_writer",
     "lake",
@@ -49,6 +56,7 @@ log = logging.getLogger("example_project")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 BASE_SCHEMA = "analytics"
+MARTS_SCHEMA = "analytics_marts"  # dbt's production name for the custom schema "marts"
 LAKE_PREFIX = "shop"
 PR_SOURCES = ("github", "gitlab", "dagster_plus", "git")
 _LAKE_NOTICE = "lake"
@@ -76,11 +84,23 @@ def _warehouse_url() -> Any:
 
 
 def warehouse() -> BranchDatabaseResource:
-    """The warehouse: ``WAREHOUSE_URL`` or the local DuckDB file; schema ``analytics``."""
+    """The warehouse: ``WAREHOUSE_URL`` or the local DuckDB file; schema ``analytics``, and
+    ``analytics_marts``, where dbt puts its custom schema ``marts``."""
     branch_url = dg.EnvVar("WAREHOUSE_BRANCH_URL") if _env("WAREHOUSE_BRANCH_URL") else None
     return BranchDatabaseResource(
-        url=_warehouse_url(), branch_url=branch_url, base_schema=BASE_SCHEMA, store_key="warehouse"
+        url=_warehouse_url(),
+        branch_url=branch_url,
+        base_schema=BASE_SCHEMA,
+        extra_schemas=[MARTS_SCHEMA],
+        store_key="warehouse",
     )
+
+
+def dbt_warehouse_url() -> str:
+    """The URL dbt connects with: the one the warehouse resource uses in this deployment."""
+    branch = _env("DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT") == "1"
+    url = (_env("WAREHOUSE_BRANCH_URL") if branch else None) or _env("WAREHOUSE_URL")
+    return url or str(_warehouse_url())
 
 
 def is_single_writer() -> bool:

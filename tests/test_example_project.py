@@ -26,6 +26,8 @@ from example_project import resources
 from example_project.definitions import build_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
+# The dbt project's seed and models (example_project/shop_dbt), as Dagster asset keys.
+DBT_ASSETS = {"regions", "stg_regions", "region_targets", "region_events", "marts/region_summary"}
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +48,7 @@ def test_without_data_bucket_the_s3_asset_is_left_out_with_a_log_line(
     with caplog.at_level(logging.WARNING, logger="example_project"):
         defs = build_definitions()
 
-    assert _asset_names(defs) == {"customers", "orders", "revenue_by_customer"}
+    assert _asset_names(defs) == {"customers", "orders", "revenue_by_customer", *DBT_ASSETS}
     assert "lake" not in (defs.resources or {})
     assert "Set DATA_BUCKET=<bucket>" in caplog.text
     warehouse = (defs.resources or {})["warehouse"]
@@ -185,6 +187,7 @@ def test_dagster_asset_materialize_writes_a_branch_into_its_own_schema(tmp_path:
         "WAREHOUSE_URL": url,
         "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
         "DAGSTER_CLOUD_GIT_BRANCH": "feature/orders-v2",
+        "SHOP_DBT_STATE_DIR": str(tmp_path / "state"),  # no production manifest
     }
     dagster = Path(sys.executable).with_name("dagster")
 
@@ -207,9 +210,16 @@ def test_dagster_asset_materialize_writes_a_branch_into_its_own_schema(tmp_path:
             ).all()
     finally:
         engine.dispose()
-    branch_schema = f"analytics__{Namespace.for_branch('feature/orders-v2')}"
+    namespace = Namespace.for_branch("feature/orders-v2")
+    branch_schema, marts_schema = f"analytics__{namespace}", f"analytics_marts__{namespace}"
     assert {(s, t) for s, t in rows if s.startswith("analytics")} == {
         (branch_schema, "customers"),
         (branch_schema, "orders"),
         (branch_schema, "revenue_by_customer"),
+        # dbt's models too; without a production manifest the branch builds all of them
+        *(
+            (branch_schema, t)
+            for t in ("regions", "stg_regions", "region_targets", "region_events")
+        ),
+        (marts_schema, "region_summary"),
     }

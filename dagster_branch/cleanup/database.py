@@ -44,7 +44,7 @@ from dagster_branch.dialects import (
 )
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, ledger_not_updated
 from dagster_branch.ledger import LedgerEntry, LedgerError, db_error_text, retry_write_conflicts
-from dagster_branch.naming import Namespace, namespace_of_schema, namespace_of_table
+from dagster_branch.naming import Namespace, namespace_of_table
 
 if TYPE_CHECKING:
     from dagster_branch.resources.database import BranchDatabaseResource
@@ -87,7 +87,7 @@ def discover(resource: BranchDatabaseResource) -> list[OwnedObject]:
         with engine.connect() as conn:
             names = list_schema_names(conn)
     for name in names:
-        namespace = namespace_of_schema(name, resource.base_schema, max_length=limit)
+        namespace = resource.namespace_of_branch_schema(name, max_length=limit)
         if namespace is not None:
             found.append(
                 OwnedObject(namespace, caps.name, ObjectKind.SCHEMA, name, None, _DISCOVERY)
@@ -143,11 +143,11 @@ def ownership_problem(resource: BranchDatabaseResource, obj: OwnedObject) -> str
     if protected := _protection(resource, schema):
         return f"{what} is in schema {schema!r}, which is {protected}"
     if obj.kind is ObjectKind.SCHEMA:
-        owner = namespace_of_schema(obj.name, resource.base_schema, max_length=limit)
+        owner = resource.namespace_of_branch_schema(obj.name, max_length=limit)
     elif resource.branch_schema is not None and schema == resource.branch_schema:
         owner = namespace_of_table(obj.name)
-    else:  # a table inside a namespace's own schema
-        owner = namespace_of_schema(schema, resource.base_schema, max_length=limit)
+    else:  # a table inside a namespace's own schema (of base_schema or an extra schema)
+        owner = resource.namespace_of_branch_schema(schema, max_length=limit)
     if owner != obj.namespace:
         return (
             f"{what} does not parse back to namespace {obj.namespace} "

@@ -4,9 +4,12 @@ No network and no accounts: the warehouse is a DuckDB file, the Git host is a ba
 repository in a temporary folder (read by :class:`~dagster_branch.GitRemoteBranches`), and the
 data lake is a local S3 server (moto) when moto is installed. The story:
 
-1. production materializes the example project;
+1. production materializes the example project, its dbt models included, and publishes its dbt
+   manifest (as a production deploy does for branch deployments to defer to);
 2. two branch deployments (``feature/orders-v2`` and ``feature/new-region``) materialize into
    their own schemas and prefixes, named from their branches (``br_<slug>_<hash>``);
+   ``feature/orders-v2`` also builds the dbt model it changed, ``marts/region_summary``, into its
+   own marts schema, reading the models it did not change from production (dbt's defer);
 3. the cleanup sensor ticks in production: both branches are open, nothing is requested;
 4. ``feature/orders-v2`` is merged and deleted on the remote ("PR merged");
 5. the sensor ticks again and requests ``branch_cleanup`` for that branch's namespace;
@@ -23,7 +26,10 @@ for the run request.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -51,6 +57,8 @@ MERGED_BRANCH = "feature/orders-v2"
 KEPT_BRANCH = "feature/new-region"
 BUCKET = "dagster-branch-demo"
 BASE_SCHEMA = "analytics"
+MARTS_SCHEMA = "analytics_marts"  # where the example's dbt models of custom schema "marts" go
+CHANGED_DBT_MODEL = dg.AssetKey(["marts", "region_summary"])
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -85,14 +93,52 @@ def _first_failure(result: dg.ExecuteInProcessResult) -> str:
     return "the run failed"
 
 
-def _materialize(instance: dg.DagsterInstance) -> int:
+def _materialize(instance: dg.DagsterInstance, *, dbt: str) -> int:
+    """Materialize the example: with ``dbt`` = ``"all"``, ``"changed"`` (only the model the
+    branch changed) or ``"none"`` of its dbt models."""
     project = import_example_project()
     defs: dg.Definitions = project.build_definitions()
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    keys = set(defs.resolve_all_asset_keys())
+    dbt_keys = {k for k in keys if _is_dbt(defs, k)}
+    selection = keys - dbt_keys
+    if dbt == "all":
+        selection |= dbt_keys
+    elif dbt == "changed" and CHANGED_DBT_MODEL in dbt_keys:
+        selection.add(CHANGED_DBT_MODEL)
+    result = job.execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False, asset_selection=list(selection)
+    )
     if not result.success:
         raise DemoError(f"Materializing the example project failed: {_first_failure(result)}")
     return len(result.get_asset_materialization_events())
+
+
+def _is_dbt(defs: dg.Definitions, key: dg.AssetKey) -> bool:
+    return "dbt" in defs.resolve_assets_def(key).specs_by_key[key].kinds
+
+
+def _publish_manifest(state: Path) -> bool:
+    """Copy production's dbt manifest where branch deployments look for it (what
+    ``dagster-cloud ci dagster-dbt project manage-state`` does between two deploys)."""
+    if importlib.util.find_spec("dagster_dbt") is None:
+        return False
+    transformations = importlib.import_module("example_project.transformations")
+    manifest: Path = transformations.shop_project().manifest_path
+    state.mkdir(parents=True, exist_ok=True)
+    shutil.copy(manifest, state / "manifest.json")
+    return True
+
+
+def _deferred_reads() -> list[tuple[str, str]]:
+    """The relations the changed model's newest compiled SQL reads (``schema.table``)."""
+    transformations = importlib.import_module("example_project.transformations")
+    folder: Path = transformations.SHOP_DBT_DIR / "target"
+    compiled = max(
+        folder.glob("*/compiled/shop/models/marts/region_summary.sql"),
+        key=lambda f: f.stat().st_mtime,
+    )
+    return [(m[1], m[2]) for m in re.finditer(r'"(\w+)"\."(\w+)" as', compiled.read_text())]
 
 
 @contextlib.contextmanager
@@ -179,7 +225,9 @@ def _snapshot(engine: sa.Engine, lake: dict[str, str]) -> Snapshot:
         import boto3
 
         client = boto3.client("s3", endpoint_url=lake["AWS_ENDPOINT_URL"], region_name="us-east-1")
-    return take_snapshot(engine, BASE_SCHEMA, s3_client=client, bucket=lake.get("DATA_BUCKET"))
+    return take_snapshot(
+        engine, [BASE_SCHEMA, MARTS_SCHEMA], s3_client=client, bucket=lake.get("DATA_BUCKET")
+    )
 
 
 def _check(before: Snapshot, after: Snapshot, merged: Namespace) -> None:
@@ -200,6 +248,7 @@ def _play(folder: Path, lake: dict[str, str], clock: _Clock) -> None:
     warehouse_url = f"duckdb:///{folder / 'warehouse.duckdb'}"
     common = {
         "WAREHOUSE_URL": warehouse_url,
+        "SHOP_DBT_STATE_DIR": str(folder / "dbt-state"),
         "DAGSTER_BRANCH_PR_SOURCE": "git",
         "DAGSTER_BRANCH_GIT_REMOTE": str(remote.bare),
         "DAGSTER_BRANCH_GRACE_MINUTES": "0",  # the demo does not wait ten minutes
@@ -210,8 +259,10 @@ def _play(folder: Path, lake: dict[str, str], clock: _Clock) -> None:
     instance = dg.DagsterInstance.ephemeral(tempdir=str(folder / "dagster"))
 
     with deployment_environment(production):
-        count = _materialize(instance)
-    _step(1, f"production materialized {count} assets into {where}", clock)
+        count = _materialize(instance, dbt="all")
+        dbt = _publish_manifest(folder / "dbt-state")
+    published = " and published its dbt manifest" if dbt else ""
+    _step(1, f"production materialized {count} assets into {where}{published}", clock)
     for number, (branch, namespace) in enumerate(((MERGED_BRANCH, merged), (KEPT_BRANCH, kept)), 2):
         branch_env = {
             **common,
@@ -219,13 +270,20 @@ def _play(folder: Path, lake: dict[str, str], clock: _Clock) -> None:
             "DAGSTER_CLOUD_DEPLOYMENT_NAME": namespace.key[-8:] + "0d3b5e",  # an opaque id
             "DAGSTER_CLOUD_GIT_BRANCH": branch,
         }
+        changes_dbt = dbt and branch == MERGED_BRANCH
         with deployment_environment(branch_env):
-            count = _materialize(instance)
+            count = _materialize(instance, dbt="changed" if changes_dbt else "none")
         _step(
             number,
             f"branch deployment of {branch} materialized {count} assets as {namespace}",
             clock,
         )
+        if changes_dbt:
+            reads = ", ".join(f"{s}.{t}" for s, t in _deferred_reads())
+            click.echo(
+                f"   dbt built {MARTS_SCHEMA}__{namespace}.region_summary and read the models "
+                f"it did not change from production: {reads}"
+            )
 
     engine = sa.create_engine(warehouse_url)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dagster_branch.naming import namespace_of_key, namespace_of_schema
+from dagster_branch.naming import Namespace, namespace_of_key, namespace_of_schema
 
 __all__ = ["Place", "Snapshot", "take_snapshot"]
 
@@ -40,15 +40,23 @@ _TABLES = sa.text(
 )
 
 
-def _warehouse(engine: sa.Engine, base_schema: str) -> dict[Place, str]:
+def _owner(schema: str, production_schemas: Sequence[str]) -> Namespace | None:
+    for production in production_schemas:
+        owner = namespace_of_schema(schema, production)
+        if owner is not None:
+            return owner
+    return None
+
+
+def _warehouse(engine: sa.Engine, production_schemas: Sequence[str]) -> dict[Place, str]:
     tables: dict[str, list[str]] = {}
     with engine.connect() as conn:
         for schema, table in conn.execute(_TABLES):
             tables.setdefault(schema, []).append(table)
         found: dict[Place, str] = {}
         for schema, names in tables.items():
-            owner = None if schema == base_schema else namespace_of_schema(schema, base_schema)
-            if owner is None and schema != base_schema:
+            owner = _owner(schema, production_schemas)
+            if owner is None and schema not in production_schemas:
                 continue  # not the example's data (the ledger, DuckDB's own schemas)
             count = sa.select(sa.func.count())
             rows = sum(
@@ -56,7 +64,7 @@ def _warehouse(engine: sa.Engine, base_schema: str) -> dict[Place, str]:
                 for n in names
             )
             place = Place("warehouse", schema, owner.key if owner else None)
-            found[place] = f"{_plural(len(names), 'table')}, {_plural(rows, 'row')}"
+            found[place] = f"{_plural(len(names), 'relation')}, {_plural(rows, 'row')}"
     return found
 
 
@@ -79,14 +87,14 @@ def _lake(client: Any, bucket: str, root: str) -> dict[Place, str]:
 
 def take_snapshot(
     engine: sa.Engine,
-    base_schema: str,
+    production_schemas: Sequence[str],
     *,
     s3_client: Any | None = None,
     bucket: str | None = None,
     branch_root: str = "_branches",
 ) -> Snapshot:
     """Everything the example wrote, per place, read straight from DuckDB and S3."""
-    contents = _warehouse(engine, base_schema)
+    contents = _warehouse(engine, production_schemas)
     if s3_client is not None and bucket is not None:
         contents.update(_lake(s3_client, bucket, branch_root))
     return Snapshot(contents)

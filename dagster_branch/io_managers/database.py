@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from dagster import AssetKey, ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
-from dagster_branch.dialects import drop_table_ddl
+from dagster_branch.dialects import drop_table_ddl, locks_file
 from dagster_branch.errors import DagsterBranchError
 from dagster_branch.ledger import db_error_text
 from dagster_branch.resources.database import BranchDatabaseResource, TableLocation
@@ -80,6 +80,8 @@ class BranchTableIOManager(ConfigurableIOManager):
             raise DagsterBranchError(
                 f"Could not write table {location}: {self.database.redact(db_error_text(exc))}"
             ) from exc
+        finally:
+            self._release(engine)
         namespace = self.database.namespace
         context.add_output_metadata(
             {
@@ -98,12 +100,20 @@ class BranchTableIOManager(ConfigurableIOManager):
         name = _table_for(key, upstream if upstream is not None else context)
         location = self.database.read_table(name)
         query: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(location.clause())
-        with self.database.get_connection() as conn:
-            if _wants_rows(context):
-                return [dict(row) for row in conn.execute(query).mappings()]
-            import pandas as pd  # type: ignore[import-untyped]
+        try:
+            with self.database.get_connection() as conn:
+                if _wants_rows(context):
+                    return [dict(row) for row in conn.execute(query).mappings()]
+                import pandas as pd  # type: ignore[import-untyped]
 
-            return pd.read_sql_query(query, conn)
+                return pd.read_sql_query(query, conn)
+        finally:
+            self._release(self.database.get_engine())
+
+    def _release(self, engine: sa.Engine) -> None:
+        """Close a DuckDB file between steps, so that another process (dbt) can open it."""
+        if locks_file(engine):
+            self.database.dispose()
 
 
 def _table_for(key: AssetKey | None, context: InputContext | OutputContext) -> str:

@@ -19,6 +19,7 @@ Inventory and removal (the :class:`~dagster_branch.BranchStore` protocol) live i
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -51,7 +52,7 @@ from dagster_branch.errors import (
 )
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
 from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, retry_on_conflict
-from dagster_branch.naming import Namespace, schema_name, table_name
+from dagster_branch.naming import Namespace, namespace_of_schema, schema_name, table_name
 from dagster_branch.seeding import SeededTable, SeedRequest, seed_metadata, seed_tables
 
 __all__ = ["BranchDatabaseResource", "TableLocation"]
@@ -100,6 +101,9 @@ class Routing:
     target_schema: str
     prefix: str
     max_identifier_bytes: int
+    # Every production schema this deployment writes (base_schema, then extra_schemas) -> the
+    # schema it writes instead: itself in production, the namespace's version in a branch.
+    schemas: dict[str, str]
 
 
 class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -174,6 +178,12 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         "the first time the branch deployment uses it: zero-copy CREATE TABLE … CLONE on "
         "Snowflake and BigQuery, CREATE TABLE … AS SELECT elsewhere. A table the branch already "
         "has is never copied over; production is only read.",
+    )
+    extra_schemas: list[str] = Field(
+        default=[],
+        description="More production schemas that branches mirror with strategy='schema', such "
+        "as dbt's custom schemas ('analytics_marts'): a branch writes each as "
+        "'<schema>__<namespace>', never the schema itself, and the cleanup removes those.",
     )
     protected_schemas: list[str] = Field(
         default=[],
@@ -260,27 +270,98 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
                 f"control_schema {self.control_schema!r} is the production schema: give the "
                 "ledger its own schema (default 'dagster_branch')."
             )
+        productions = self._production_schemas()
         namespace = deployment.namespace
         if namespace is None:
-            return Routing(deployment, caps, None, base, base, "", limit)
+            return Routing(
+                deployment, caps, None, base, base, "", limit, {p: p for p in productions}
+            )
         if self.strategy == "table_prefix":
             target = _required(self.branch_schema, "branch_schema (strategy='table_prefix')")
             prefix = namespace.key + "__"
+            schemas = {base: target}
         else:
-            target = _naming(lambda: schema_name(base, namespace, max_length=limit))
-            prefix = ""
-        if protected := self.protection_of(target):
-            field = "branch_schema" if self.strategy == "table_prefix" else "the branch schema"
+            schemas = {
+                p: _naming(functools.partial(schema_name, p, namespace, max_length=limit))
+                for p in productions
+            }
+            target, prefix = schemas[base], ""
+        for production, branch in schemas.items():
+            if protected := self.protection_of(branch):
+                field = "branch_schema" if self.strategy == "table_prefix" else "the branch schema"
+                raise DagsterBranchConfigError(
+                    f"{field} {branch!r} (of {production!r}) of namespace {namespace} is "
+                    f"{protected}: a branch would write there. Choose a development schema of "
+                    "its own."
+                )
+        return Routing(deployment, caps, namespace, base, target, prefix, limit, schemas)
+
+    def _production_schemas(self) -> list[str]:
+        """``base_schema`` then ``extra_schemas``, checked: distinct, and not the ledger's."""
+        base = _required(self.base_schema, "base_schema")
+        extras = [_required(e, "an entry of extra_schemas") for e in self.extra_schemas]
+        if extras and self.strategy == "table_prefix":
             raise DagsterBranchConfigError(
-                f"{field} {target!r} of namespace {namespace} is {protected}: a branch would "
-                "write there. Choose a development schema of its own."
+                "extra_schemas needs strategy='schema': with 'table_prefix' every branch writes "
+                "to branch_schema. Remove extra_schemas or use strategy='schema'."
             )
-        return Routing(deployment, caps, namespace, base, target, prefix, limit)
+        seen = {base.casefold()}
+        for extra in extras:
+            if extra.casefold() in seen:
+                raise DagsterBranchConfigError(
+                    f"extra_schemas lists {extra!r} twice (or it is base_schema): list each "
+                    "other production schema once."
+                )
+            if self.control_schema is not None and _same(extra, self.control_schema):
+                raise DagsterBranchConfigError(
+                    f"extra_schemas lists the ledger's control_schema {extra!r}: remove it."
+                )
+            seen.add(extra.casefold())
+        return [base, *extras]
+
+    def branch_schema_of(self, production_schema: str) -> str:
+        """Where this deployment writes what production keeps in ``production_schema``.
+
+        ``analytics`` -> ``analytics__pr_7`` in PR 7's branch deployment (``analytics`` in
+        production), for ``base_schema`` and each of ``extra_schemas``.
+
+        Raises:
+            DagsterBranchConfigError: ``production_schema`` is neither; the message says to add
+                it to ``extra_schemas``.
+        """
+        schemas = self.routing().schemas
+        for production, routed in schemas.items():
+            if _same(production, production_schema):
+                return routed
+        raise DagsterBranchConfigError(
+            f"Schema {production_schema!r} is not routed by the {self.store_key!r} resource "
+            f"(it routes {', '.join(map(repr, schemas))}): add it to extra_schemas so that "
+            "branches write their own version of it and the cleanup can find that."
+        )
+
+    def namespace_of_branch_schema(
+        self, name: str, *, max_length: int | None = None
+    ) -> Namespace | None:
+        """The namespace whose version of ``base_schema`` or of an ``extra_schemas`` entry is
+        ``name`` (``analytics_marts__pr_7`` -> ``pr_7``), else ``None``. No I/O; ``max_length``
+        defaults to the URL's dialect limit."""
+        limit = (
+            max_length
+            or self.max_identifier_bytes
+            or capabilities_for(_dialect_name(self.branch_url or self.url)).max_identifier_bytes
+        )
+        for production in (self.base_schema, *self.extra_schemas):
+            owner = namespace_of_schema(name, production, max_length=limit)
+            if owner is not None:
+                return owner
+        return None
 
     def protection_of(self, schema: str) -> str | None:
         """Why ``schema`` is off limits to branch writes and to drops, or ``None``."""
         if _same(schema, self.base_schema):
             return "the production schema (base_schema)"
+        if any(_same(schema, e) for e in self.extra_schemas):
+            return "a production schema (listed in extra_schemas)"
         if self.control_schema is not None and _same(schema, self.control_schema):
             return "the ledger's control_schema"
         if any(_same(schema, p) for p in self.protected_schemas):
@@ -364,25 +445,52 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         r = self.routing()
         what = f"{schema}.{table}" if table is not None else f"schema {schema}"
         if r.namespace is None:
-            if not _same(schema, r.production_schema):
+            if not any(_same(schema, p) for p in r.schemas):
                 raise NamespaceViolationError(
                     f"The production deployment refused to write {what}: production writes only "
-                    f"to base_schema {r.production_schema!r}, never to a branch's schema."
+                    f"to base_schema {r.production_schema!r} (and extra_schemas), never to a "
+                    "branch's schema."
                 )
             return
-        allowed = schema == r.target_schema and (
-            not r.prefix or (table is not None and table.startswith(r.prefix))
-        )
+        if r.prefix:
+            allowed = schema == r.target_schema and table is not None and table.startswith(r.prefix)
+        else:
+            allowed = schema in r.schemas.values()
         if not allowed or self.protection_of(schema):
             where = (
                 f"tables '{r.prefix}…' in schema {r.target_schema!r}"
                 if r.prefix
-                else f"schema {r.target_schema!r}"
+                else "schema " + " or ".join(map(repr, r.schemas.values()))
             )
             raise NamespaceViolationError(
                 f"Deployment namespace {r.namespace} refused to create, change or drop {what}: "
                 f"it is outside its namespace ({where}). Write through table(name) instead."
             )
+
+    def record_created(self, kind: ObjectKind, name: str, *, container: str | None = None) -> None:
+        """Record in the ledger an object this deployment created by other means than
+        :meth:`table` (dbt's relations and schemas: :mod:`dagster_branch.dbt`).
+
+        Production records nothing. In a branch the object must be in the namespace's own
+        schemas (:meth:`guard_write`); each object is written to the ledger once per run.
+
+        Raises:
+            NamespaceViolationError: the object is outside this deployment's namespace.
+        """
+        if kind not in (ObjectKind.SCHEMA, ObjectKind.TABLE, ObjectKind.VIEW):
+            raise DagsterBranchConfigError(
+                f"A warehouse records schemas, tables and views, not {kind.value} {name!r}."
+            )
+        if kind is ObjectKind.SCHEMA:
+            self.guard_write(name)
+        else:
+            self.guard_write(_required(container, f"the schema of {kind.value} {name!r}"), name)
+        if self.routing().namespace is None:
+            return
+        seen = f"{kind.value}:{container}.{name}"
+        if seen not in self._recorded:
+            self._record(kind, name, container=container)
+            self._recorded.add(seen)
 
     # -- connections ----------------------------------------------------------------------------
 

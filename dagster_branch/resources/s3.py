@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dagster_branch.cleanup.s3_batches import error_code
 from dagster_branch.cleanup.s3_expire import merge_lifecycle_rules, safety_net_rules
 from dagster_branch.context import DeploymentContext
+from dagster_branch.dialects import locks_file
 from dagster_branch.errors import (
     DagsterBranchConfigError,
     DagsterBranchError,
@@ -454,6 +455,9 @@ class BranchS3Resource(S3Resource):
                     git_sha=d.git_sha,
                 )
             )
+            if locks_file(ledger.engine):  # a DuckDB ledger: let another process (dbt) open it
+                self._ledger = None
+                ledger.engine.dispose()
 
     def _put_marker(self, namespace: Namespace, bucket: str, key: str) -> None:
         """(Re)write the marker: one ``PUT`` per run, as cheap as checking for it, and its

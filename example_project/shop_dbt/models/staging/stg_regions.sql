@@ -1,0 +1,1 @@
+select region, label, target_revenue from {{ ref('regions') }}
