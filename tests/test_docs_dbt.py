@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -24,6 +25,7 @@ def _blocks(language: str) -> list[str]:
     return [body for lang, body in BLOCKS if lang == language]
 
 
+@pytest.mark.timeout(600)  # the command imports dagster and dagster-dbt: slow on a busy machine
 def test_the_package_folder_command_prints_the_shipped_package() -> None:
     command = _blocks("console")[0].splitlines()[0].removeprefix("$ ").split()
     assert command == ["python", "-m", "dagster_branch.dbt"]
@@ -53,10 +55,12 @@ def test_the_python_blocks_run_and_print_what_the_doc_says(
     project = transformations.shop_project()
     transformations.prepare(project, transformations.dbt_resource(project, duckdb_url))
     monkeypatch.chdir(ROOT)  # the doc's paths are relative to the repository
+    # dbt on PATH, as in an activated virtual environment
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     setup, routing = _blocks("python")
     namespace: dict[str, object] = {"WAREHOUSE_URL": duckdb_url}
 
-    exec(setup, namespace)
+    exec(compile(setup, "docs/dbt.md", "exec", dont_inherit=True), namespace)
     defs = namespace["defs"]
     assert isinstance(defs, dg.Definitions)
     assert dg.AssetKey(["marts", "region_summary"]) in set(defs.resolve_all_asset_keys())
@@ -66,6 +70,6 @@ def test_the_python_blocks_run_and_print_what_the_doc_says(
     monkeypatch.setenv("DAGSTER_CLOUD_PULL_REQUEST_ID", "7")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(routing, namespace)
+        exec(compile(routing, "docs/dbt.md", "exec", dont_inherit=True), namespace)
     expected = _blocks("console")[1].strip()
     assert printed.getvalue().strip() == expected
