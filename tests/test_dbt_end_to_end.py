@@ -105,9 +105,14 @@ def _production_contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return contents
 
 
+def _newest(artifact: str) -> Path:
+    """``artifact`` of the latest dbt invocation (dagster-dbt gives each its own target folder)."""
+    files = transformations.SHOP_DBT_DIR.glob(f"target/*/{artifact}")
+    return max(files, key=lambda f: f.stat().st_mtime)
+
+
 def _newest_compiled(model_path: str) -> str:
-    files = transformations.SHOP_DBT_DIR.glob(f"target/*/compiled/shop/models/{model_path}")
-    return max(files, key=lambda f: f.stat().st_mtime).read_text()
+    return _newest(f"compiled/shop/models/{model_path}").read_text()
 
 
 @pytest.fixture
@@ -133,9 +138,10 @@ def test_branch_dbt_models_land_in_pr_7_schemas_defer_to_production_and_are_clea
     built = _relations(warehouse_url)
     assert built["analytics"] >= {"regions", "stg_regions", "region_targets", "region_events"}
     assert built["analytics_marts"] == {"region_summary"}
-    # The production deploy publishes its manifest; the branch's build downloads it to state_path.
+    # The production deploy publishes its manifest (here: the production run's, which names this
+    # warehouse's database); the branch's build downloads it to state_path.
     state_dir.mkdir()
-    shutil.copy(transformations.shop_project().manifest_path, state_dir / "manifest.json")
+    shutil.copy(_newest("manifest.json"), state_dir / "manifest.json")
     production_before = _production_contents(warehouse_url)
     assert not _live_ledger_rows(warehouse_url)
 

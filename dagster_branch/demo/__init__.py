@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import io
 import logging
 import re
 import shutil
@@ -106,9 +107,13 @@ def _materialize(instance: dg.DagsterInstance, *, dbt: str) -> int:
         selection |= dbt_keys
     elif dbt == "changed" and CHANGED_DBT_MODEL in dbt_keys:
         selection.add(CHANGED_DBT_MODEL)
-    result = job.execute_in_process(
-        instance=instance, run_config=QUIET, raise_on_error=False, asset_selection=list(selection)
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # dbt's own log lines: the demo narrates
+        result = job.execute_in_process(
+            instance=instance,
+            run_config=QUIET,
+            raise_on_error=False,
+            asset_selection=list(selection),
+        )
     if not result.success:
         raise DemoError(f"Materializing the example project failed: {_first_failure(result)}")
     return len(result.get_asset_materialization_events())
