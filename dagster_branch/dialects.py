@@ -85,6 +85,12 @@ class DialectCapabilities:
     """A fixed query answering the server's own identifier limit in bytes, where the server
     truncates longer names silently (PostgreSQL: ``NAMEDATALEN - 1``, fixed when it is built).
     Elsewhere ``max_identifier_bytes`` is the documented limit."""
+    dependency_catalog: str | None = None
+    """Where the server records what depends on what (``"pg_depend"``, ``"duckdb"``), read
+    before a drop to refuse one that would reach outside the namespace; ``None``: none read."""
+    drop_restrict: bool = False
+    """Schemas are emptied object by object in dependency order, then dropped without
+    ``CASCADE``, so the server itself refuses a drop that something else still depends on."""
     known: bool = True
     """The limits above are the dialect's documented ones (false for the conservative default
     of a dialect dagster-branch does not know)."""
@@ -108,6 +114,8 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         max_identifier_bytes=63,
         default_schema="public",
         identifier_limit_sql="SHOW max_identifier_length",
+        dependency_catalog="pg_depend",
+        drop_restrict=True,
     ),
     "redshift": DialectCapabilities(
         name="redshift",
@@ -153,6 +161,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         schema_names_sql=(
             "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database()"
         ),
+        dependency_catalog="duckdb",
     ),
     "sqlite": DialectCapabilities(
         name="sqlite",

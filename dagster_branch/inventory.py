@@ -9,14 +9,23 @@ in without touching the planner.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from dagster_branch.naming import Namespace
 
-__all__ = ["BranchStore", "ObjectKind", "OwnedObject", "RemovalResult", "ledger_not_updated"]
+__all__ = [
+    "BranchStore",
+    "ObjectKind",
+    "OwnedObject",
+    "RemovalResult",
+    "Survey",
+    "SurveyingStore",
+    "ledger_not_updated",
+    "refused_for_dependents",
+]
 
 
 class ObjectKind(str, Enum):
@@ -64,6 +73,64 @@ class RemovalResult:
     bytes: int = 0
     error: str | None = None
     pending: bool = False  # an expiry rule was set; the store deletes the data later
+    dependents: tuple[str, ...] = ()
+    """Objects outside the namespace that depend on this one; non-empty means it was refused."""
+
+
+def refused_for_dependents(obj: OwnedObject, dependents: Sequence[str]) -> RemovalResult:
+    """The result of an object that is kept because objects outside its namespace depend on it
+    (removing it would remove or break them), naming each of them."""
+    listed = "; ".join(dependents)
+    return RemovalResult(
+        obj=obj,
+        removed=False,
+        dependents=tuple(dependents),
+        error=(
+            f"refused: objects outside {obj.namespace} depend on it, and removing it would "
+            f"remove or break them: {listed}. Nothing of it was removed; drop or change those "
+            "dependents, then run the cleanup again."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What removing one planned object would take, read before anything is removed.
+
+    ``contents`` counts what would actually be removed: the object itself and, for a schema,
+    the relations inside it; for an S3 prefix or bucket, every key, version, delete marker and
+    incomplete multipart upload. ``complete`` is false when counting stopped early because the
+    count already passed the limit. ``dependents`` names the objects outside the namespace that
+    depend on it (the removal refuses it then).
+    """
+
+    contents: int = 1
+    complete: bool = True
+    dependents: tuple[str, ...] = ()
+    listing: Any = field(default=None, compare=False, repr=False)
+    """What the counting pass listed, for the store's removal to use instead of listing again
+    (S3: :class:`~dagster_branch.cleanup.s3_survey.S3Listing`)."""
+
+
+@runtime_checkable
+class SurveyingStore(Protocol):
+    """A store that can say, before removing, how much each object holds and what depends on
+    it (both stores of this library; a store without it counts each object as one)."""
+
+    def survey(self, objects: Sequence[OwnedObject], *, limit: int) -> dict[OwnedObject, Survey]:
+        """A :class:`Survey` per object; counting may stop once the total passes ``limit``."""
+        ...
+
+    def remove_objects(
+        self,
+        objects: Sequence[OwnedObject],
+        *,
+        dry_run: bool,
+        log: logging.Logger,
+        surveys: Mapping[OwnedObject, Survey] | None = None,
+    ) -> list[RemovalResult]:
+        """:meth:`BranchStore.remove_objects`, given the plan's surveys of ``objects``."""
+        ...
 
 
 def ledger_not_updated(results: Sequence[RemovalResult], reason: str) -> list[RemovalResult]:

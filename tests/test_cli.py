@@ -207,6 +207,38 @@ def test_dry_run_and_a_declined_confirmation_remove_nothing(shop: Shop) -> None:
     assert shop.keys() == PRODUCTION_KEYS | PR_7_KEYS | PR_8_KEYS
 
 
+def test_a_schema_production_depends_on_is_shown_refused_and_kept(shop: Shop) -> None:
+    engine = sa.create_engine(shop.url)
+    try:
+        with engine.begin() as conn:
+            [table] = sa.inspect(conn).get_table_names(schema="analytics__pr_7")[:1]
+            conn.execute(
+                sa.text(
+                    f'CREATE VIEW analytics.pr_7_copy AS SELECT * FROM analytics__pr_7."{table}"'
+                )
+            )
+    finally:
+        engine.dispose()
+    dependent = f"view analytics.pr_7_copy selects from analytics__pr_7.{table}"
+
+    planned = shop.run("plan", "-m", "example_project", "--pr", "7")
+    as_json = shop.run("plan", "-m", "example_project", "--pr", "7", "--json")
+    cleaned = shop.run("cleanup", "-m", "example_project", "--pr", "7", "--yes")
+
+    assert planned.exit_code == 0, planned.output
+    [row] = [line for line in planned.stdout.splitlines() if "analytics__pr_7" in line][:1]
+    assert row.endswith("REFUSED: outside objects depend on it")
+    assert "Refused (objects outside the namespace depend on these" in planned.stdout
+    assert f"    - {dependent}" in planned.stdout
+    objects = {o["name"]: o for o in json.loads(as_json.stdout)["objects"]}
+    assert objects["analytics__pr_7"]["dependents"] == [dependent]
+    assert objects["_branches/pr_7/"]["dependents"] == []
+    assert cleaned.exit_code == 4, cleaned.output  # incomplete: the refused schema is kept
+    assert dependent in cleaned.output
+    assert shop.schemas() == EVERYTHING
+    assert shop.keys() == PRODUCTION_KEYS | PR_8_KEYS  # the rest of the plan went on
+
+
 def test_cleanup_yes_removes_exactly_the_merged_prs_namespace(shop: Shop) -> None:
     result = shop.run("cleanup", "-m", "example_project", "--pr", "7", "--yes")
 

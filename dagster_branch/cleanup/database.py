@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from dagster_branch.cleanup.dependents import outside_dependents
+from dagster_branch.cleanup.drop_order import drop_schema_in_order, schema_contents
 from dagster_branch.dialects import (
     DialectCapabilities,
     capabilities_for,
@@ -42,14 +44,22 @@ from dagster_branch.dialects import (
     sqlite_schema_files,
     sqlite_schema_path,
 )
-from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, ledger_not_updated
+from dagster_branch.errors import DagsterBranchError
+from dagster_branch.inventory import (
+    ObjectKind,
+    OwnedObject,
+    RemovalResult,
+    Survey,
+    ledger_not_updated,
+    refused_for_dependents,
+)
 from dagster_branch.ledger import LedgerEntry, LedgerError, db_error_text, retry_write_conflicts
 from dagster_branch.naming import Namespace, namespace_of_table
 
 if TYPE_CHECKING:
     from dagster_branch.resources.database import BranchDatabaseResource
 
-__all__ = ["list_namespaces", "objects_of", "ownership_problem", "remove_objects"]
+__all__ = ["list_namespaces", "objects_of", "ownership_problem", "remove_objects", "survey"]
 
 PROGRESS_EVERY_SECONDS = 5.0
 _DISCOVERY = frozenset({"discovery"})
@@ -166,6 +176,47 @@ def _protection(resource: BranchDatabaseResource, schema: str) -> str | None:
     return None
 
 
+# -- survey -------------------------------------------------------------------------------------
+
+
+def survey(
+    resource: BranchDatabaseResource, objects: Sequence[OwnedObject], *, limit: int
+) -> dict[OwnedObject, Survey]:
+    """What removing each object would take: itself plus, for a schema, the relations inside
+    (counted as the dry run counts them), and the objects outside that depend on it.
+
+    One dependency query for all objects, then one count per schema (two catalogue queries;
+    on PostgreSQL, the drop-order query). ``limit`` is not needed: a schema's relations are
+    counted in one query however many there are.
+
+    Raises:
+        DagsterBranchError: the warehouse could not be read (the plan then fails; nothing is
+            removed unchecked).
+    """
+    engine = resource.get_cleanup_engine()
+    caps = capabilities_for(engine.dialect)
+    log = logging.getLogger(__name__)
+    try:
+        dependents = dependents_of(engine, objects)
+        existing = _existing_relations(
+            engine, [o for o in objects if o.kind is not ObjectKind.SCHEMA]
+        )
+        surveys: dict[OwnedObject, Survey] = {}
+        for obj in objects:
+            inside = 0
+            if obj.kind is ObjectKind.SCHEMA:
+                inside = _remove_schema(engine, caps, obj.name, dry_run=True, log=log)
+            elif _remove_relation(engine, caps, obj, existing, dry_run=True) == 0:
+                inside = -1  # already gone: nothing to remove
+            surveys[obj] = Survey(contents=1 + inside, dependents=tuple(dependents.get(obj, ())))
+    except sa.exc.SQLAlchemyError as exc:
+        raise DagsterBranchError(
+            f"Could not count the warehouse objects to remove on {resource.display_url}: "
+            f"{resource.redact(db_error_text(exc))}"
+        ) from exc
+    return surveys
+
+
 # -- removal ------------------------------------------------------------------------------------
 
 
@@ -182,12 +233,35 @@ def remove_objects(
     existing = _existing_relations(engine, [o for o in objects if o.kind is not ObjectKind.SCHEMA])
     results: list[RemovalResult] = []
     progress = _Progress(log, len(objects), "would check" if dry_run else "removed")
-    # Views before tables: a view depends on its tables, and tables are dropped without CASCADE.
-    for obj in sorted(objects, key=lambda o: o.kind is not ObjectKind.VIEW):
+    owned: list[OwnedObject] = []
+    for obj in objects:
         problem = resource.ownership_problem(obj)
         if problem is not None:
             log.warning("Refusing to remove %s: %s", obj.qualified_name, problem)
             results.append(RemovalResult(obj, removed=False, error=problem))
+        else:
+            owned.append(obj)
+    try:
+        dependents = dependents_of(engine, owned)
+    except sa.exc.SQLAlchemyError as exc:  # fail closed: nothing is removed unchecked
+        reason = f"its dependents could not be read, so it was not removed: {db_error_text(exc)}"
+        log.error("Could not read the dependents of %d object(s): %s", len(owned), reason)
+        return results + [
+            RemovalResult(
+                obj, removed=False, error=resource.redact(f"{obj.qualified_name}: {reason}")
+            )
+            for obj in owned
+        ]
+    # Views before tables: a view depends on its tables, and tables are dropped without CASCADE.
+    for obj in sorted(owned, key=lambda o: o.kind is not ObjectKind.VIEW):
+        if obj in dependents:
+            log.warning(
+                "Refusing to remove %s: objects outside %s depend on it: %s",
+                obj.qualified_name,
+                obj.namespace,
+                "; ".join(dependents[obj]),
+            )
+            results.append(refused_for_dependents(obj, dependents[obj]))
             continue
         try:
             count = retry_write_conflicts(
@@ -215,6 +289,29 @@ def remove_objects(
             )
             results = ledger_not_updated(results, ledger_error)
     return results
+
+
+def dependents_of(
+    engine: sa.Engine, objects: Sequence[OwnedObject]
+) -> dict[OwnedObject, list[str]]:
+    """Objects outside ``objects`` that depend on one of them, by object: one catalogue query
+    (PostgreSQL, DuckDB), none elsewhere (see :mod:`dagster_branch.cleanup.dependents`)."""
+    schemas = {o.name: o for o in objects if o.kind is ObjectKind.SCHEMA}
+    relations = {
+        (o.container, o.name): o
+        for o in objects
+        if o.kind is not ObjectKind.SCHEMA and o.container is not None
+    }
+    if capabilities_for(engine.dialect).dependency_catalog is None or not (schemas or relations):
+        return {}
+    with engine.connect() as conn:
+        found = outside_dependents(conn, schemas=set(schemas), relations=set(relations))
+    by_object: dict[OwnedObject, list[str]] = {}
+    for (schema, relation), lines in found.items():
+        obj = schemas.get(schema) if relation is None else relations.get((schema, relation))
+        if obj is not None:
+            by_object[obj] = lines
+    return by_object
 
 
 @dataclass(frozen=True)
@@ -295,6 +392,8 @@ def _remove_schema(
 ) -> int:
     if caps.attaches_schemas:
         return _remove_sqlite_schema(engine, caps, name, dry_run=dry_run)
+    if caps.drop_restrict:
+        return _remove_schema_restrict(engine, name, dry_run=dry_run, log=log)
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         tables = inspector.get_table_names(schema=name)
@@ -310,6 +409,28 @@ def _remove_schema(
         conn.commit()
     log.info("Dropped schema %s (%d tables, %d views)", name, len(tables), len(views))
     return len(tables) + len(views)
+
+
+def _remove_schema_restrict(
+    engine: sa.Engine, name: str, *, dry_run: bool, log: logging.Logger
+) -> int:
+    """PostgreSQL: the schema's objects in dependency order, then ``DROP SCHEMA`` without
+    ``CASCADE``, in one transaction: if anything outside still depends on the schema, the server
+    refuses and nothing of it is removed."""
+    with engine.connect() as conn:
+        contents = schema_contents(conn, name)  # none for a schema already gone
+        if dry_run:
+            return contents.relations
+        statements = drop_schema_in_order(conn, name, contents)
+        conn.commit()
+    log.info(
+        "Dropped schema %s (%d relations, %d objects in all) with %d DROP statements, no CASCADE",
+        name,
+        contents.relations,
+        len(contents.objects),
+        statements,
+    )
+    return contents.relations
 
 
 def _drop_views_then_tables(

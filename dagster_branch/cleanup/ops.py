@@ -37,7 +37,13 @@ from dagster_branch.errors import (
     DagsterBranchConfigError,
     DagsterBranchError,
 )
-from dagster_branch.inventory import BranchStore, OwnedObject, RemovalResult
+from dagster_branch.inventory import (
+    BranchStore,
+    OwnedObject,
+    RemovalResult,
+    Survey,
+    SurveyingStore,
+)
 from dagster_branch.pull_requests import PullRequestState
 from dagster_branch.sources.base import PullRequestSource
 
@@ -66,8 +72,9 @@ class BranchCleanupConfig(dg.Config):
     max_objects: int = Field(
         default=DEFAULT_MAX_OBJECTS,
         ge=0,
-        description="Circuit breaker: refuse to remove more than this many objects "
-        "(schemas, tables, prefixes, buckets) in one run.",
+        description="Circuit breaker: refuse the whole run if it would remove more than this "
+        "many objects, contents counted (each relation inside a schema; each S3 key, version, "
+        "delete marker and incomplete upload inside a prefix or bucket).",
     )
     require_closed: bool = Field(
         default=True,
@@ -201,11 +208,17 @@ def _unchecked_plan_op(job_name: str, store_keys: Sequence[str], io_key: str) ->
         with _failures_as_dagster(config.namespace):
             refuse_in_branch_deployment(f"The cleanup job {job_name!r}")
             stores = {key: _store(context, key) for key in store_keys}
-            plan = build_cleanup_plan(config.namespace, stores)
+            plan = build_cleanup_plan(config.namespace, stores, max_objects=config.max_objects)
         context.log.info(
             f"{len(plan)} object(s) of {plan.namespace} planned across "
-            f"{', '.join(store_keys)}: {plan.counts() or 'nothing to remove'}"
+            f"{', '.join(store_keys)}: {plan.counts() or 'nothing to remove'}; "
+            f"{plan.contents:,}{'' if plan.contents_complete else '+'} object(s) with contents"
         )
+        for planned in plan.refused():
+            context.log.warning(
+                f"{planned.describe()} will be refused: objects outside {plan.namespace} depend "
+                f"on it: {'; '.join(planned.survey.dependents)}"
+            )
         ticket = CleanupTicket(
             plan=plan,
             dry_run=config.dry_run,
@@ -284,9 +297,13 @@ def _attempt(
     *,
     dry_run: bool,
     log: logging.Logger,
+    surveys: Mapping[OwnedObject, Survey] | None = None,
 ) -> list[RemovalResult]:
     try:
-        results = list(store.remove_objects(objects, dry_run=dry_run, log=log))
+        if surveys is not None and isinstance(store, SurveyingStore):
+            results = store.remove_objects(objects, dry_run=dry_run, log=log, surveys=surveys)
+        else:
+            results = list(store.remove_objects(objects, dry_run=dry_run, log=log))
     except DagsterBranchError as exc:
         # The whole store failed (unreachable, no rights): report each object, and let the
         # other stores finish; record fails the run with every failure listed.
@@ -305,15 +322,17 @@ def remove_from_store(
     dry_run: bool,
     log: logging.Logger,
     retry_delay_seconds: float = RETRY_DELAY_SECONDS,
+    surveys: Mapping[OwnedObject, Survey] | None = None,
 ) -> list[RemovalResult]:
     """Ask ``store`` to remove ``objects``; the ones that failed are tried once more.
 
     A second attempt after a pause clears what is transient: a concurrent cleanup of the same
     namespace holding the object (DuckDB reports a write-write conflict), a connection dropped
     between two statements. Removal is idempotent, so the retry is safe; what still fails is
-    reported, and the ledger keeps it for the next run.
+    reported, and the ledger keeps it for the next run. ``surveys`` (the plan's counts and
+    listings) serve the first attempt only; the retry reads the store afresh.
     """
-    results = _attempt(store, store_key, objects, dry_run=dry_run, log=log)
+    results = _attempt(store, store_key, objects, dry_run=dry_run, log=log, surveys=surveys)
     if dry_run:
         return results
     failed = [r.obj for r in results if r.error or not (r.removed or r.pending)]
@@ -359,8 +378,9 @@ def removal_op(job_name: str, store_key: str, io_key: str) -> dg.OpDefinition:
             context.log.info(f"{verb} {len(objects)} object(s) from {store_key!r}.")
             with _failures_as_dagster(ticket.plan.namespace.key):
                 store = _store(context, store_key)
+            surveys = {p.obj: p.survey for p in ticket.plan if p.store_key == store_key}
             results = remove_from_store(
-                store, store_key, objects, dry_run=ticket.dry_run, log=context.log
+                store, store_key, objects, dry_run=ticket.dry_run, log=context.log, surveys=surveys
             )
         removal = StoreRemoval(
             store_key=store_key,

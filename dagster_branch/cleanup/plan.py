@@ -17,14 +17,22 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster_branch.errors import CleanupRefusedError
-from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject
+from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject, Survey, SurveyingStore
 from dagster_branch.naming import KEY_SHAPES, Namespace
 
-__all__ = ["CleanupPlan", "PlannedObject", "build_cleanup_plan", "resolve_namespace"]
+__all__ = [
+    "DEFAULT_MAX_OBJECTS",
+    "CleanupPlan",
+    "PlannedObject",
+    "build_cleanup_plan",
+    "resolve_namespace",
+]
+
+DEFAULT_MAX_OBJECTS = 10_000
 
 
 @dataclass(frozen=True, order=True)
@@ -42,6 +50,8 @@ class PlannedObject:
 
     store_key: str
     obj: OwnedObject
+    survey: Survey = field(default=Survey(), compare=False)
+    """What removing it would take: contents counted, dependents outside the namespace."""
 
     @property
     def kind(self) -> ObjectKind:
@@ -66,6 +76,9 @@ class PlannedObject:
             "name": self.obj.name,
             "container": self.obj.container,
             "found_in": sorted(self.obj.found_in),
+            "contents": self.survey.contents,
+            "contents_complete": self.survey.complete,
+            "dependents": list(self.survey.dependents),
         }
 
 
@@ -111,11 +124,28 @@ class CleanupPlan:
             counts[planned.kind.value] = counts.get(planned.kind.value, 0) + 1
         return counts
 
+    @property
+    def contents(self) -> int:
+        """How many things the removal would delete: each object and what it holds (the
+        relations of a schema; the keys, versions, delete markers and uploads of a prefix)."""
+        return sum(planned.survey.contents for planned in self.objects)
+
+    @property
+    def contents_complete(self) -> bool:
+        """False when counting stopped early at the limit (:attr:`contents` is then a floor)."""
+        return all(planned.survey.complete for planned in self.objects)
+
+    def refused(self) -> list[PlannedObject]:
+        """The objects the removal will refuse: objects outside the namespace depend on them."""
+        return [planned for planned in self.objects if planned.survey.dependents]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view of the whole plan."""
         return {
             "namespace": self.namespace.key,
             "stores": list(self.store_keys),
+            "contents": self.contents,
+            "contents_complete": self.contents_complete,
             "objects": [planned.to_dict() for planned in self.objects],
         }
 
@@ -162,26 +192,39 @@ def _merge(objects: Sequence[OwnedObject]) -> list[OwnedObject]:
 
 
 def build_cleanup_plan(
-    namespace: Namespace | str, stores: Mapping[str, BranchStore]
+    namespace: Namespace | str,
+    stores: Mapping[str, BranchStore],
+    *,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
 ) -> CleanupPlan:
     """Ask every store what ``namespace`` owns, and return the deduplicated plan.
 
     Objects are deduplicated per store, never across stores: two warehouses may both hold a
     schema called ``analytics__pr_7``, and each must drop its own. Objects a store reports for
-    another namespace are kept, so that verification can refuse the plan and say why.
+    another namespace are kept, so that verification can refuse the plan and say why. Each
+    store that can (a :class:`~dagster_branch.inventory.SurveyingStore`) also counts what each
+    object holds, stopping once the plan's count passes ``max_objects``, and names the objects
+    outside the namespace that depend on it.
 
     Args:
         namespace: the namespace to clean (``"pr_42"`` or a :class:`Namespace`).
         stores: the branch-aware resources by resource key.
+        max_objects: where counting may stop (the cleanup's circuit breaker).
 
     Raises:
         CleanupRefusedError: ``namespace`` is empty (production) or not a namespace.
         DagsterBranchError: a store could not list its objects (nothing is planned then).
     """
     target = resolve_namespace(namespace)
-    planned = tuple(
-        PlannedObject(store_key, obj)
-        for store_key in stores
-        for obj in _merge(stores[store_key].objects_of(target))
-    )
-    return CleanupPlan(namespace=target, objects=planned, store_keys=tuple(stores))
+    planned: list[PlannedObject] = []
+    counted = 0
+    for store_key, store in stores.items():
+        objects = _merge(store.objects_of(target))
+        surveys: Mapping[OwnedObject, Survey] = {}
+        if objects and isinstance(store, SurveyingStore):
+            surveys = store.survey(objects, limit=max(max_objects - counted, 0))
+        for obj in objects:
+            survey = surveys.get(obj, Survey())
+            counted += survey.contents
+            planned.append(PlannedObject(store_key, obj, survey))
+    return CleanupPlan(namespace=target, objects=tuple(planned), store_keys=tuple(stores))

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from dagster_branch.cleanup.plan import CleanupPlan
+from dagster_branch.cleanup.plan import CleanupPlan, PlannedObject
 from dagster_branch.inventory import RemovalResult
 from dagster_branch.pull_requests import PullRequestState
 
@@ -29,6 +29,7 @@ __all__ = [
     "format_bytes",
     "format_duration",
     "plan_metadata",
+    "refused_markdown",
     "removal_metadata",
 ]
 
@@ -41,7 +42,14 @@ _REMOVAL_COLUMNS = dg.TableSchema(
             "objects", "int", description="Tables and views, or S3 objects/versions, inside"
         ),
         dg.TableColumn("bytes", "int", description="Bytes removed (when the store knows)"),
-        dg.TableColumn("status", "string", description="removed, would remove, pending, failed"),
+        dg.TableColumn(
+            "status", "string", description="removed, would remove, pending, refused, failed"
+        ),
+        dg.TableColumn(
+            "dependents",
+            "string",
+            description="Objects outside the namespace that depend on it (why it was refused)",
+        ),
     ]
 )
 _PLAN_COLUMNS = dg.TableSchema(
@@ -50,6 +58,14 @@ _PLAN_COLUMNS = dg.TableSchema(
         dg.TableColumn("kind", "string"),
         dg.TableColumn("name", "string"),
         dg.TableColumn("found_in", "string", description="ledger, discovery, or both"),
+        dg.TableColumn(
+            "contents", "int", description="What removing it deletes: itself and what it holds"
+        ),
+        dg.TableColumn(
+            "dependents",
+            "string",
+            description="Objects outside the namespace that depend on it: it will be refused",
+        ),
     ]
 )
 
@@ -89,6 +105,8 @@ def format_duration(seconds: float) -> str:
 
 def status_of(result: RemovalResult, *, dry_run: bool) -> str:
     """One word or two for the table: what happened to this object."""
+    if result.dependents:
+        return "refused"
     if result.error:
         return "removed, ledger not updated" if result.removed else "failed"
     if dry_run:
@@ -132,18 +150,35 @@ def plan_metadata(plan: CleanupPlan) -> dict[str, dg.MetadataValue]:
                 "kind": planned.kind.value,
                 "name": planned.name,
                 "found_in": ", ".join(sorted(planned.obj.found_in)) or "-",
+                "contents": planned.survey.contents,
+                "dependents": "; ".join(planned.survey.dependents) or "-",
             }
         )
         for planned in plan
     ]
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.counts().items())) or "nothing"
-    return {
+    metadata: dict[str, dg.MetadataValue] = {
         "namespace": dg.MetadataValue.text(plan.namespace.key),
         "planned_objects": dg.MetadataValue.int(len(plan)),
+        "planned_contents": dg.MetadataValue.int(plan.contents),
         "planned_by_kind": dg.MetadataValue.text(counts),
         "stores": dg.MetadataValue.text(", ".join(plan.store_keys) or "-"),
         "plan": dg.MetadataValue.table(records, schema=_PLAN_COLUMNS),
     }
+    if refused := plan.refused():
+        metadata["refused"] = dg.MetadataValue.md(refused_markdown(refused))
+    return metadata
+
+
+def refused_markdown(refused: Sequence[PlannedObject]) -> str:
+    """Each refused object, with the objects outside its namespace that depend on it."""
+    lines = [
+        "**Refused: objects outside the namespace depend on these; nothing of them is removed.**"
+    ]
+    for planned in refused:
+        lines.append(f"- {planned.describe()}")
+        lines += [f"  - {dependent}" for dependent in planned.survey.dependents]
+    return "\n".join(lines)
 
 
 def _since_closed(pull_request: PullRequestState | None, now: datetime) -> float | None:
@@ -164,7 +199,7 @@ def removal_metadata(
     """The table of what was removed (or would be, in a dry run), with totals and timings."""
     now = now or datetime.now(timezone.utc)
     dry_run = any(removal.dry_run for removal in removals)
-    rows: list[tuple[str, str, str, int, int, str]] = []
+    rows: list[tuple[str, str, str, int, int, str, str]] = []
     for removal in removals:
         for result in removal.results:
             rows.append(
@@ -175,6 +210,7 @@ def removal_metadata(
                     result.objects,
                     result.bytes,
                     status_of(result, dry_run=removal.dry_run),
+                    "; ".join(result.dependents) or "-",
                 )
             )
     done = [row for row in rows if row[5] in {"removed", "would remove"}]
@@ -186,8 +222,8 @@ def removal_metadata(
     finished = max((r.finished_at for r in removals), default=now.timestamp())
     verb = "Would remove" if dry_run else "Removed"
     markdown = _markdown_table(
-        [(s, k, n, str(o), format_bytes(b), st) for s, k, n, o, b, st in rows],
-        ("store", "kind", "name", "objects", "bytes", "status"),
+        [(s, k, n, str(o), format_bytes(b), st, d) for s, k, n, o, b, st, d in rows],
+        ("store", "kind", "name", "objects", "bytes", "status", "dependents"),
     )
     summary = (
         f"**{verb} {len(done)} of {len(rows)} planned objects** "
@@ -200,17 +236,32 @@ def removal_metadata(
             "data within about a day; run the cleanup again after that to confirm and take the "
             "rule off (the ledger keeps them live until then)."
         )
-    if failures:
-        summary += f" **{len(failures)} failed**: run the cleanup again to retry them."
+    refused = [row for row in rows if row[5] == "refused"]
+    if refused:
+        summary += (
+            f" **{len(refused)} refused**: objects outside the namespace depend on them (see "
+            "the dependents column); drop or change those, then run the cleanup again."
+        )
+    failed = len(failures) - (0 if dry_run else len(refused))
+    if failed:
+        summary += f" **{failed} failed**: run the cleanup again to retry them."
     metadata: dict[str, dg.MetadataValue] = {
         "dry_run": dg.MetadataValue.bool(dry_run),
         "summary": dg.MetadataValue.md(summary + "\n\n" + markdown),
         "removed": dg.MetadataValue.table(
             [
                 dg.TableRecord(
-                    {"store": s, "kind": k, "name": n, "objects": o, "bytes": b, "status": st}
+                    {
+                        "store": s,
+                        "kind": k,
+                        "name": n,
+                        "objects": o,
+                        "bytes": b,
+                        "status": st,
+                        "dependents": d,
+                    }
                 )
-                for s, k, n, o, b, st in rows
+                for s, k, n, o, b, st, d in rows
             ],
             schema=_REMOVAL_COLUMNS,
         ),

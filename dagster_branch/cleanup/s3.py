@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,12 +53,27 @@ from dagster_branch.cleanup.s3_batches import (
 )
 from dagster_branch.cleanup.s3_listing import listing_pages, prefetched_pages
 from dagster_branch.errors import CleanupRefusedError, DagsterBranchError
-from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, ledger_not_updated
+from dagster_branch.inventory import (
+    ObjectKind,
+    OwnedObject,
+    RemovalResult,
+    Survey,
+    ledger_not_updated,
+)
 
 if TYPE_CHECKING:
+    from dagster_branch.cleanup.s3_survey import S3Listing
     from dagster_branch.resources.s3 import BranchS3Resource
 
-__all__ = ["PurgeReport", "RetryPolicy", "purge_bucket", "purge_prefix", "remove_objects"]
+__all__ = [
+    "PurgeReport",
+    "RetryPolicy",
+    "is_versioned",
+    "purge_bucket",
+    "purge_prefix",
+    "remove_objects",
+    "version_entries",
+]
 
 _logger = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 5.0
@@ -209,7 +224,8 @@ class _Deleter:
         self._pool.shutdown(wait=True)
 
 
-def _versioned(calls: S3Calls, bucket: str) -> bool:
+def is_versioned(calls: S3Calls, bucket: str) -> bool:
+    """Versioning is on or suspended (versions may exist); ``False`` where not implemented."""
     try:
         status = calls.call("get_bucket_versioning", Bucket=bucket).get("Status")
     except ClientError as exc:
@@ -257,7 +273,8 @@ def _purge_current(calls: S3Calls, report: PurgeReport, deleter: _Deleter, p: _P
             deleter.submit(entries)
 
 
-def _version_entries(page: dict[str, Any]) -> list[Entry]:
+def version_entries(page: dict[str, Any]) -> list[Entry]:
+    """The versions and delete markers of one ``ListObjectVersions`` page."""
     versions = [
         Entry(v["Key"], v.get("VersionId") or "null", int(v.get("Size", 0)))
         for v in page.get("Versions", [])
@@ -287,7 +304,7 @@ def _purge_versions(
         )
         for page in listing:
             # Entries that failed for good in an earlier round are listed again: skip them.
-            collected.extend(e for e in _version_entries(page) if e[:2] not in deleter.failed)
+            collected.extend(e for e in version_entries(page) if e[:2] not in deleter.failed)
             if report.dry_run:
                 _count_only(report, collected)
                 collected.clear()
@@ -318,6 +335,7 @@ def _purge(
     progress_every: float,
     versions_per_round: int,
     delete_bucket: bool,
+    listing: S3Listing | None = None,
 ) -> PurgeReport:
     if workers < 1 or versions_per_round < 1:
         raise ValueError("workers and versions_per_round must be at least 1")
@@ -326,10 +344,19 @@ def _purge(
     progress = _Progress(report, log or _logger, progress_every)
     deleter = _Deleter(calls, report, progress, workers)
     try:
-        report.versioned = _versioned(calls, bucket)
+        carried = listing.entries if listing is not None and not dry_run else None
+        if carried is not None and listing is not None:
+            report.versioned = listing.versioned
+        else:
+            report.versioned = is_versioned(calls, bucket)
         # Incomplete uploads do not depend on the listing: abort them beside it, off the
         # critical path of the (serial) pages.
         uploads = deleter.beside(_abort_uploads, calls, report)
+        if carried:
+            # The counting pass listed these already: delete them, then list once more for
+            # what was written since (nothing left: one page).
+            deleter.submit(carried)
+            deleter.drain()
         if report.versioned:
             _purge_versions(calls, report, deleter, progress, versions_per_round)
         else:
@@ -377,6 +404,7 @@ def purge_prefix(
     log: logging.Logger | None = None,
     progress_every: float = PROGRESS_EVERY_SECONDS,
     versions_per_round: int = 100_000,
+    listing: S3Listing | None = None,
 ) -> PurgeReport:
     """Delete every object, version, delete marker and incomplete upload under ``prefix``.
 
@@ -394,6 +422,9 @@ def purge_prefix(
         retry: retries for throttling and transient errors (on top of botocore's own).
         log: where progress lines go, at least every ``progress_every`` seconds.
         versions_per_round: most versions held in memory at once in a versioned bucket.
+        listing: what a counting pass (:func:`~dagster_branch.cleanup.s3_survey.count_prefix`)
+            listed: its entries are deleted without listing them again, then one more
+            listing catches what was written since.
 
     Raises:
         CleanupRefusedError: ``prefix`` is empty or does not end with ``/``.
@@ -414,6 +445,7 @@ def purge_prefix(
         progress_every=progress_every,
         versions_per_round=versions_per_round,
         delete_bucket=False,
+        listing=listing,
     )
 
 
@@ -427,6 +459,7 @@ def purge_bucket(
     log: logging.Logger | None = None,
     progress_every: float = PROGRESS_EVERY_SECONDS,
     versions_per_round: int = 100_000,
+    listing: S3Listing | None = None,
 ) -> PurgeReport:
     """Empty ``bucket`` like :func:`purge_prefix` does a prefix, then delete the bucket.
 
@@ -444,6 +477,7 @@ def purge_bucket(
         progress_every=progress_every,
         versions_per_round=versions_per_round,
         delete_bucket=True,
+        listing=listing,
     )
 
 
@@ -456,8 +490,13 @@ def remove_objects(
     *,
     dry_run: bool,
     log: logging.Logger,
+    surveys: Mapping[OwnedObject, Survey] | None = None,
 ) -> list[RemovalResult]:
-    """Remove each object separately; never raises for one object (see the module docstring)."""
+    """Remove each object separately; never raises for one object (see the module docstring).
+
+    With the plan's ``surveys``, each purge deletes what the counting pass listed instead of
+    listing it again, and a dry run reports those counts without a request.
+    """
     client = resource.get_cleanup_client()
     retry = RetryPolicy(
         max_attempts=resource.retry_max_attempts, base_delay=resource.retry_base_delay_seconds
@@ -474,10 +513,16 @@ def remove_objects(
             (obj.name, "") if obj.kind is ObjectKind.BUCKET else (obj.container, obj.name)
         )
         assert bucket is not None  # ownership_problem refuses a prefix without a bucket
+        listing = _listing_of(surveys, obj, bucket, prefix)
         try:
             if resource.cleanup_strategy == "expire":
                 result = _expire(client, obj, bucket, prefix, dry_run, log, retry)
+            elif dry_run and listing is not None:  # counted by the plan: no request
+                result = RemovalResult(
+                    obj=obj, removed=False, objects=listing.objects, bytes=listing.bytes
+                )
             else:
+                options["listing"] = listing
                 if obj.kind is ObjectKind.BUCKET:
                     report = purge_bucket(client, bucket, dry_run=dry_run, **options)
                 else:
@@ -495,6 +540,27 @@ def remove_objects(
         if unrecorded is not None:
             results = ledger_not_updated(results, unrecorded)
     return results
+
+
+def _listing_of(
+    surveys: Mapping[OwnedObject, Survey] | None, obj: OwnedObject, bucket: str, prefix: str
+) -> S3Listing | None:
+    """The counting pass's complete listing of exactly this bucket and prefix, if any."""
+    from dagster_branch.cleanup.s3_survey import S3Listing
+
+    survey = surveys.get(obj) if surveys is not None else None
+    listing = survey.listing if survey is not None else None
+    if (
+        isinstance(listing, S3Listing)
+        and listing.complete
+        and (
+            listing.bucket,
+            listing.prefix,
+        )
+        == (bucket, prefix)
+    ):
+        return listing
+    return None
 
 
 def _expire(

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dagster_branch.cleanup.plan import CleanupPlan
+from dagster_branch.cleanup.plan import DEFAULT_MAX_OBJECTS, CleanupPlan
 from dagster_branch.context import DeploymentContext
 from dagster_branch.errors import CleanupRefusedError, DagsterBranchError
 from dagster_branch.inventory import BranchStore
@@ -35,8 +35,6 @@ __all__ = [
     "refuse_in_branch_deployment",
     "verify_plan",
 ]
-
-DEFAULT_MAX_OBJECTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -173,24 +171,38 @@ def check_plan(
         stores: the same stores, by resource key, that built the plan.
         source: the PR state source; may be ``None`` only with ``require_closed=False``.
         require_closed: ask the source again and refuse unless the PR is closed or merged.
-        max_objects: circuit breaker on the number of planned objects (schemas, tables,
-            prefixes, buckets).
+        max_objects: circuit breaker on what the removal would delete, contents included:
+            each schema or table and the relations inside a schema; each S3 key, version,
+            delete marker and incomplete upload of a prefix or bucket.
         source_key: the source's resource key, used only in messages.
         env: environment to read the running deployment from (default ``os.environ``).
     """
     reasons = _deployment_reasons(env)
     reasons += _ownership_reasons(plan, stores)
-    if len(plan) > max_objects:
+    if plan.contents > max_objects:
         reasons.append(
-            f"The plan for {plan.namespace} holds {len(plan)} objects, more than "
-            f"max_objects={max_objects}: check the plan (dagster-branch plan), then raise "
-            "max_objects in the run config if this many is expected."
+            f"The plan for {plan.namespace} would remove "
+            f"{'at least ' if not plan.contents_complete else ''}{plan.contents:,} objects "
+            f"({_contents_by_object(plan)}), more than max_objects={max_objects:,}: nothing "
+            "will be removed. Check the plan (dagster-branch plan), then raise max_objects in "
+            "the run config if this many is expected."
         )
     pull_request = None
     if require_closed:
         pr_reasons, pull_request = _pull_request_reasons(plan, source, source_key)
         reasons += pr_reasons
     return Verdict(reasons=tuple(reasons), pull_request=pull_request)
+
+
+def _contents_by_object(plan: CleanupPlan, shown: int = 5) -> str:
+    """``warehouse: schema analytics__pr_7 holds 300, …``: the largest objects first."""
+    largest = sorted(plan, key=lambda p: -p.survey.contents)[:shown]
+    parts = [
+        f"{p.describe()}: {'at least ' if not p.survey.complete else ''}{p.survey.contents:,}"
+        for p in largest
+    ]
+    more = len(plan) - len(largest)
+    return "; ".join(parts) + (f"; and {more} more object(s)" if more > 0 else "")
 
 
 def refusal_message(plan: CleanupPlan, reasons: tuple[str, ...] | list[str]) -> str:

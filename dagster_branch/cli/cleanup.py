@@ -66,9 +66,29 @@ def _inspect(
 
 def _plan_rows(cleanup_plan: CleanupPlan) -> list[list[str]]:
     return [
-        [p.store_key, p.kind.value, p.name, ", ".join(sorted(p.obj.found_in)) or "-"]
+        [
+            p.store_key,
+            p.kind.value,
+            p.name,
+            ", ".join(sorted(p.obj.found_in)) or "-",
+            f"{p.survey.contents:,}{'' if p.survey.complete else '+'}",
+            "REFUSED: outside objects depend on it" if p.survey.dependents else "-",
+        ]
         for p in cleanup_plan
     ]
+
+
+def _echo_refused(refused: list[tuple[str, tuple[str, ...]]]) -> None:
+    """Each refused object and, indented below it, every dependent outside the namespace."""
+    if not refused:
+        return
+    click.echo(
+        "\nRefused (objects outside the namespace depend on these; nothing of them is removed):"
+    )
+    for described, dependents in refused:
+        click.echo(f"  {described}")
+        for dependent in dependents:
+            click.echo(f"    - {dependent}")
 
 
 def _echo_plan(cleanup_plan: CleanupPlan, verdict: Verdict) -> None:
@@ -77,13 +97,21 @@ def _echo_plan(cleanup_plan: CleanupPlan, verdict: Verdict) -> None:
         click.echo(f"{cleanup_plan.namespace} owns nothing in {stores}: nothing to remove.")
         return
     click.echo(f"Plan for {cleanup_plan.namespace} (stores: {stores})\n")
-    click.echo(format_table(["store", "kind", "name", "found in"], _plan_rows(cleanup_plan)))
+    header = ["store", "kind", "name", "found in", "contents", "note"]
+    click.echo(format_table(header, _plan_rows(cleanup_plan)))
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(cleanup_plan.counts().items()))
-    click.echo(f"\n{len(cleanup_plan)} object(s): {counts}.")
+    inside = f"{cleanup_plan.contents:,}{'' if cleanup_plan.contents_complete else '+'}"
+    click.echo(f"\n{len(cleanup_plan)} object(s): {counts}; {inside} to remove with contents.")
+    _echo_refused([(p.describe(), p.survey.dependents) for p in cleanup_plan.refused()])
     if verdict.reasons:
         click.echo("The cleanup job would refuse this plan now:")
         for reason in verdict.reasons:
             click.echo(f"  - {reason}")
+    elif cleanup_plan.refused():
+        click.echo(
+            "Verification passes, but the refused objects above are kept, so the run would "
+            "remove the others and then fail naming them."
+        )
     else:
         click.echo("Verification passes: the cleanup job would remove exactly these.")
 
@@ -159,6 +187,14 @@ def _echo_outcome(outcome: CleanupOutcome) -> None:
     ]  # fmt: skip
     if rows:
         click.echo(format_table(["store", "kind", "name", "status", "objects"], rows))
+    _echo_refused(
+        [
+            (f"{removal.store_key}: {r.obj.kind.value} {r.obj.qualified_name}", r.dependents)
+            for removal in outcome.removals
+            for r in removal.results
+            if r.dependents
+        ]
+    )
     verb = "Dry run: nothing was removed from" if outcome.dry_run else "Cleaned"
     click.echo(f"{verb} {outcome.plan.namespace}.")
 

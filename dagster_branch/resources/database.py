@@ -50,7 +50,7 @@ from dagster_branch.errors import (
     DagsterBranchNamingError,
     NamespaceViolationError,
 )
-from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, Survey
 from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, retry_on_conflict
 from dagster_branch.naming import Namespace, namespace_of_schema, schema_name, table_name
 from dagster_branch.seeding import SeededTable, SeedRequest, seed_metadata, seed_tables
@@ -731,11 +731,24 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
 
         return ownership_problem(self, obj)
 
+    def survey(self, objects: Sequence[OwnedObject], *, limit: int) -> dict[OwnedObject, Survey]:
+        """For the plan: what removing each object would delete (itself, and a schema's
+        relations) and which objects outside the namespace depend on it."""
+        from dagster_branch.cleanup.database import survey
+
+        return survey(self, objects, limit=limit)
+
     def remove_objects(
-        self, objects: Sequence[OwnedObject], *, dry_run: bool, log: logging.Logger
+        self,
+        objects: Sequence[OwnedObject],
+        *,
+        dry_run: bool,
+        log: logging.Logger,
+        surveys: Mapping[OwnedObject, Survey] | None = None,
     ) -> list[RemovalResult]:
-        """Drop ``objects`` one by one (``IF EXISTS``, cascade where supported); never raises
-        per object. Connects with :meth:`get_cleanup_engine`."""
+        """Drop ``objects`` one by one (``IF EXISTS``; on PostgreSQL without ``CASCADE``), and
+        refuse those that objects outside the namespace depend on (read again now, whatever
+        ``surveys`` said); never raises per object. Connects with :meth:`get_cleanup_engine`."""
         from dagster_branch.cleanup.database import remove_objects
 
         return remove_objects(self, objects, dry_run=dry_run, log=log)

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,7 +36,7 @@ from dagster_branch.errors import (
     DagsterBranchError,
     NamespaceViolationError,
 )
-from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, Survey
 from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.s3_layout import (
@@ -582,13 +582,26 @@ class BranchS3Resource(S3Resource):
 
         return ownership_problem(self, obj)
 
+    def survey(self, objects: Sequence[OwnedObject], *, limit: int) -> dict[OwnedObject, Survey]:
+        """For the plan: every key, version, delete marker and incomplete upload of each prefix
+        or bucket, counted in one listing that stops past ``limit`` and is kept for the purge."""
+        from dagster_branch.cleanup.s3_survey import survey
+
+        return survey(self, objects, limit=limit)
+
     def remove_objects(
-        self, objects: Sequence[OwnedObject], *, dry_run: bool, log: logging.Logger
+        self,
+        objects: Sequence[OwnedObject],
+        *,
+        dry_run: bool,
+        log: logging.Logger,
+        surveys: Mapping[OwnedObject, Survey] | None = None,
     ) -> list[RemovalResult]:
-        """Purge (or expire) each prefix or bucket separately; never raises per object."""
+        """Purge (or expire) each prefix or bucket separately; never raises per object. With
+        the plan's ``surveys`` it deletes what the plan listed instead of listing again."""
         from dagster_branch.cleanup.s3 import remove_objects
 
-        return remove_objects(self, objects, dry_run=dry_run, log=log)
+        return remove_objects(self, objects, dry_run=dry_run, log=log, surveys=surveys)
 
     def mark_removed(self, objects: Sequence[OwnedObject], *, log: logging.Logger) -> str | None:
         """Mark ``objects`` dropped in the ledger, if one is configured.

@@ -15,7 +15,13 @@ from dagster_branch.cleanup.report import (
     plan_metadata,
     removal_metadata,
 )
-from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult
+from dagster_branch.inventory import (
+    ObjectKind,
+    OwnedObject,
+    RemovalResult,
+    Survey,
+    refused_for_dependents,
+)
 from dagster_branch.naming import Namespace
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
 
@@ -74,6 +80,7 @@ def test_removal_metadata_lists_each_object_with_totals_duration_and_time_since_
             "objects": 3,
             "bytes": 0,
             "status": "removed",
+            "dependents": "-",
         },
         {
             "store": "lake",
@@ -82,6 +89,7 @@ def test_removal_metadata_lists_each_object_with_totals_duration_and_time_since_
             "objects": 2_001,
             "bytes": 3 * 1024 * 1024,
             "status": "removed",
+            "dependents": "-",
         },
     ]
     assert metadata["objects_removed"] == dg.MetadataValue.int(2)
@@ -96,7 +104,9 @@ def test_removal_metadata_lists_each_object_with_totals_duration_and_time_since_
     summary = metadata["summary"]
     assert isinstance(summary, dg.MarkdownMetadataValue)
     assert "**Removed 2 of 2 planned objects** (2004 objects inside, 3.0 MiB)" in summary.value
-    assert "| lake | prefix | lake/_branches/pr_7/ | 2001 | 3.0 MiB | removed |" in summary.value
+    assert (
+        "| lake | prefix | lake/_branches/pr_7/ | 2001 | 3.0 MiB | removed | - |" in summary.value
+    )
 
 
 def test_dry_run_metadata_reports_the_same_rows_as_would_remove() -> None:
@@ -171,9 +181,47 @@ def test_plan_metadata_shows_every_planned_object_and_where_it_was_found() -> No
             "kind": "schema",
             "name": "analytics__pr_7",
             "found_in": "discovery, ledger",
+            "contents": 1,
+            "dependents": "-",
         },
-        {"store": "lake", "kind": "prefix", "name": "lake/_branches/pr_7/", "found_in": "-"},
+        {
+            "store": "lake",
+            "kind": "prefix",
+            "name": "lake/_branches/pr_7/",
+            "found_in": "-",
+            "contents": 1,
+            "dependents": "-",
+        },
     ]
+    assert "refused" not in metadata
+
+
+def test_refused_objects_show_their_dependents_in_the_plan_and_the_dry_run() -> None:
+    schema = OwnedObject(PR_7, "postgresql", ObjectKind.SCHEMA, "analytics__pr_7")
+    dependents = ("analytics.refunds has a foreign key to analytics__pr_7.orders",)
+    plan = CleanupPlan(
+        namespace=PR_7,
+        objects=(PlannedObject("warehouse", schema, Survey(contents=4, dependents=dependents)),),
+        store_keys=("warehouse",),
+    )
+    refused = plan_metadata(plan)["refused"]
+    assert isinstance(refused, dg.MarkdownMetadataValue)
+    assert "- warehouse: schema analytics__pr_7\n  - analytics.refunds has a foreign key" in (
+        refused.value
+    )
+    removal = StoreRemoval(
+        "warehouse",
+        (refused_for_dependents(schema, dependents),),
+        started_at=100.0,
+        finished_at=101.0,
+        dry_run=True,
+    )
+    metadata = removal_metadata([removal], now=NOW)
+    [row] = _table_rows(metadata["removed"])
+    assert (row["status"], row["dependents"]) == ("refused", dependents[0])
+    summary = metadata["summary"]
+    assert isinstance(summary, dg.MarkdownMetadataValue)
+    assert "**1 refused**" in summary.value and "failed" not in summary.value
 
 
 def test_sizes_and_durations_read_naturally() -> None:

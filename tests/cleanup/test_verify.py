@@ -94,6 +94,7 @@ def test_every_object_that_is_not_the_namespace_own_is_named(stores: dict[str, A
 
 
 def test_max_objects_counts_planned_objects(stores: dict[str, Any]) -> None:
+    """Objects without a survey count as one each (contents: test_max_objects_contents.py)."""
     plan = _plan(
         ("warehouse", _schema("analytics__pr_7")),
         ("lake", _prefix("acme-branches", "_branches/pr_7/")),
@@ -101,9 +102,10 @@ def test_max_objects_counts_planned_objects(stores: dict[str, Any]) -> None:
     assert check_plan(plan, stores, source=None, require_closed=False, max_objects=2).approved
     verdict = check_plan(plan, stores, source=None, require_closed=False, max_objects=1)
     assert verdict.reasons == (
-        "The plan for pr_7 holds 2 objects, more than max_objects=1: check the plan "
-        "(dagster-branch plan), then raise max_objects in the run config if this many is "
-        "expected.",
+        "The plan for pr_7 would remove 2 objects (warehouse: schema analytics__pr_7: 1; "
+        "lake: prefix acme-branches/_branches/pr_7/: 1), more than max_objects=1: nothing will "
+        "be removed. Check the plan (dagster-branch plan), then raise max_objects in the run "
+        "config if this many is expected.",
     )
 
 
