@@ -153,4 +153,5 @@ def test_the_branch_deployment_itself_may_not_run_its_own_cleanup(
         )
 
     text = _assert_refused_before_removal(result, world, before)
-    assert "run the cleanup from the production deployment" in text
+    assert "refuses to run inside a branch deployment" in text
+    assert "Run it from the production deployment" in text
