@@ -12,6 +12,7 @@ from dagster import AssetKey, DagsterInstance, asset, materialize
 
 from dagster_branch.context import DeploymentContext
 from dagster_branch.io_managers.s3 import BranchS3PickleIOManager
+from dagster_branch.naming import Namespace, bucket_name
 from dagster_branch.resources.s3 import BranchS3Resource
 
 Deploy = Callable[..., DeploymentContext]
@@ -89,7 +90,9 @@ def test_locally_in_bucket_mode_the_namespace_bucket_is_made_on_first_write(
     deploy("local", user="alice")
     manager = io_manager(s3_endpoint, strategy="bucket")
     assert materialize([numbers, total], resources={"io_manager": manager}).success
-    assert pickles(s3_client, "acme-data--dev-alice") == {
+    alice = Namespace.for_developer("alice")
+    assert bucket_name(PRODUCTION_BUCKET, alice) == "acme-data--dev-alice-2bd806c97f0e00af"
+    assert pickles(s3_client, bucket_name(PRODUCTION_BUCKET, alice)) == {
         "dagster/numbers": [1, 2, 3],
         "dagster/total": 6,
     }
