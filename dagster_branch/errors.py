@@ -6,6 +6,7 @@ Every error derives from one root, so callers can catch the library as a whole::
      ├── DagsterBranchConfigError        bad environment variable or resource configuration
      ├── DagsterBranchNamingError        a name that cannot be built or parsed safely
      ├── NamespaceViolationError         a write or drop outside the deployment's own namespace
+ │    └── OwnershipConflictError     the name is already recorded by another owner
      ├── SourceError                     a PR state source could not give a trustworthy answer
      │    ├── SourceUnavailableError     network error, timeout, 5xx
      │    ├── RateLimitedError           the Git host asked us to wait
@@ -30,6 +31,7 @@ __all__ = [
     "DagsterBranchError",
     "DagsterBranchNamingError",
     "NamespaceViolationError",
+    "OwnershipConflictError",
     "RateLimitedError",
     "SourceError",
     "SourceUnavailableError",
@@ -57,6 +59,10 @@ class DagsterBranchNamingError(DagsterBranchError, ValueError):
 
 class NamespaceViolationError(DagsterBranchError):
     """A resource was asked to create, change or drop something outside its own namespace."""
+
+
+class OwnershipConflictError(NamespaceViolationError):
+    """A branch would write into a name another owner (code location, repository) recorded."""
 
 
 class SourceError(DagsterBranchError):

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from dagster_branch.naming import Namespace
 
 __all__ = [
+    "RECORD_SOURCES",
     "BranchStore",
     "ObjectKind",
     "OwnedObject",
@@ -26,6 +27,11 @@ __all__ = [
     "ledger_not_updated",
     "refused_for_dependents",
 ]
+
+# Where an object is *recorded* as its namespace's by this owner: a ledger row, or a marker or tag
+# the resource wrote. Anything else in ``found_in`` ("discovery", "s3": the name alone; a record
+# without owner) makes an *unrecorded* object: reported, removed only with include_unrecorded.
+RECORD_SOURCES = frozenset({"ledger", "marker", "tags"})
 
 
 class ObjectKind(str, Enum):
@@ -53,6 +59,12 @@ class OwnedObject:
     name: str
     container: str | None = None
     found_in: frozenset[str] = field(default=frozenset(), compare=False)
+
+    @property
+    def recorded(self) -> bool:
+        """True when this owner's record (ledger row, marker, tag) names the object; ``False``
+        when it was found by its name alone."""
+        return bool(self.found_in & RECORD_SOURCES)
 
     @property
     def qualified_name(self) -> str:

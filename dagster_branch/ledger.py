@@ -10,6 +10,13 @@ On SQLite, which has no schemas, the control schema is a sibling database file a
 connection (see :mod:`dagster_branch.dialects`); ``control_schema=None`` puts the table in the
 default schema instead.
 
+Owners: every row names its :class:`~dagster_branch.ownership.Owner` (columns ``owner`` and
+``repository``), stamped by :meth:`Ledger.record` from the ledger's own owner, and every read
+sees only that owner's rows. A ledger made before owners were recorded gets the two columns
+added on first use (``ALTER TABLE … ADD COLUMN``, nullable); its old rows have no owner and
+belong to no one: they are reported, never removed, until claimed (:meth:`Ledger.claim_unowned`,
+``dagster-branch claim``) or a run says ``include_unrecorded``.
+
 Example::
 
     ledger = Ledger.from_url("duckdb:///warehouse.duckdb")
@@ -26,27 +33,30 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from dagster_branch.context import DeploymentContext
 from dagster_branch.dialects import (
     attach_sqlite_schemas,
     capabilities_for,
     create_schema_ddl,
     is_write_conflict,
 )
-from dagster_branch.errors import DagsterBranchError
+from dagster_branch.errors import DagsterBranchError, OwnershipConflictError
 from dagster_branch.inventory import ObjectKind, OwnedObject
 from dagster_branch.naming import Namespace
+from dagster_branch.ownership import OWNER_MAX_LENGTH, Owner
 
 __all__ = [
     "LEDGER_TABLE",
     "Ledger",
     "LedgerEntry",
     "LedgerError",
+    "LedgerInventory",
     "db_error_text",
     "retry_on_conflict",
     "retry_write_conflicts",
@@ -59,6 +69,8 @@ WRITE_CONFLICT_PAUSE_SECONDS = 0.05
 
 LEDGER_TABLE = "dagster_branch_objects"
 DEFAULT_TOUCH_EVERY = timedelta(hours=1)
+# found_in of a row written before owners were recorded: it belongs to no one (see above).
+UNOWNED_SOURCE = "ledger (no owner)"
 
 
 class LedgerError(DagsterBranchError):
@@ -86,17 +98,36 @@ class LedgerEntry:
     run_id: str | None = None
     git_sha: str | None = None
     dropped_at: datetime | None = None
+    owner: str | None = None
+    repository: str | None = None
+
+    @property
+    def identity(self) -> tuple[str, str | None, str]:
+        """The physical object, whoever recorded it: (backend, container, name). The kind is
+        left out: a view created through ``table()`` is recorded as a table."""
+        return (self.backend, self.container, self.name)
 
     def to_owned(self) -> OwnedObject:
-        """The inventory view of this entry."""
+        """The inventory view of this entry: found in the ``ledger``, or, for a row without an
+        owner, in :data:`UNOWNED_SOURCE` (not a record of anyone's)."""
         return OwnedObject(
             namespace=self.namespace,
             backend=self.backend,
             kind=self.kind,
             name=self.name,
             container=self.container,
-            found_in=frozenset({"ledger"}),
+            found_in=frozenset({"ledger" if self.owner is not None else UNOWNED_SOURCE}),
         )
+
+
+@dataclass
+class LedgerInventory:
+    """Live rows split by owner (see :meth:`Ledger.inventory`)."""
+
+    records: list[LedgerEntry] = field(default_factory=list)
+    unowned: list[LedgerEntry] = field(default_factory=list)
+    # (backend, container, name) of objects another owner recorded, and that owner.
+    foreign: dict[tuple[str, str | None, str], Owner] = field(default_factory=dict)
 
 
 def _ledger_table(control_schema: str | None) -> sa.Table:
@@ -121,8 +152,17 @@ def _ledger_table(control_schema: str | None) -> sa.Table:
         sa.Column("dropped_at", sa.DateTime(timezone=True)),
         # The last run that wrote the object (at most TOUCH_EVERY old): stale_after reads it.
         sa.Column("last_used_at", sa.DateTime(timezone=True)),
+        *_owner_columns(),
         schema=control_schema,
     )
+
+
+def _owner_columns() -> list[sa.Column[Any]]:
+    """Added after the first release: :meth:`Ledger.ensure` adds them to older tables."""
+    return [
+        sa.Column("owner", sa.String(OWNER_MAX_LENGTH)),
+        sa.Column("repository", sa.Text),
+    ]
 
 
 def db_error_text(exc: BaseException) -> str:
@@ -200,6 +240,11 @@ class Ledger:
             connection's default schema.
         touch_every: how stale a live row's ``last_used_at`` may get before :meth:`record`
             refreshes it (one ``UPDATE``); the precision of :meth:`last_activity`.
+        owner: the owner stamped on the rows :meth:`record` writes, and the only owner whose
+            rows the reads return and :meth:`mark_dropped` changes. The branch-aware resources
+            always pass theirs. Without it the ledger is an administrator's view: it reads and
+            marks every owner's rows, and stamps the environment's owner
+            (``DAGSTER_CLOUD_LOCATION_NAME``, else ``"default"``) on what it records.
 
     Example::
 
@@ -215,10 +260,13 @@ class Ledger:
         *,
         control_schema: str | None = "dagster_branch",
         touch_every: timedelta = DEFAULT_TOUCH_EVERY,
+        owner: Owner | None = None,
     ) -> None:
         self.engine = engine
         self.control_schema = control_schema
         self.touch_every = touch_every
+        self.owner = owner or Owner.resolve(None, DeploymentContext.from_env())
+        self._every_owner = owner is None
         self.table = _ledger_table(control_schema)
         self._caps = capabilities_for(engine.dialect)
         self._owns_engine = False
@@ -227,9 +275,11 @@ class Ledger:
             attach_sqlite_schemas(engine, {control_schema})
 
     @classmethod
-    def from_url(cls, url: str, *, control_schema: str | None = "dagster_branch") -> Ledger:
+    def from_url(
+        cls, url: str, *, control_schema: str | None = "dagster_branch", owner: Owner | None = None
+    ) -> Ledger:
         """A ledger with its own engine; call :meth:`close` when done."""
-        ledger = cls(sa.create_engine(url), control_schema=control_schema)
+        ledger = cls(sa.create_engine(url), control_schema=control_schema, owner=owner)
         ledger._owns_engine = True
         return ledger
 
@@ -239,7 +289,8 @@ class Ledger:
             self.engine.dispose()
 
     def ensure(self) -> None:
-        """Create the control schema and the ledger table if missing (idempotent)."""
+        """Create the control schema and the ledger table if missing, and add the owner
+        columns to a table made by an older release (idempotent; once per instance)."""
         if self._ensured:
             return
         try:
@@ -250,7 +301,46 @@ class Ledger:
                 "Give this role CREATE rights on the control schema, or create it once with a "
                 "role that has them."
             ) from exc
+        self._add_owner_columns()
         self._ensured = True
+
+    def _missing_columns(self) -> list[sa.Column[Any]]:
+        with self.engine.connect() as conn:
+            names = {
+                c["name"]
+                for c in sa.inspect(conn).get_columns(LEDGER_TABLE, schema=self.control_schema)
+            }
+        return [c for c in _owner_columns() if c.name not in names]
+
+    def _add_owner_columns(self) -> None:
+        """Migrate a ledger made before owners were recorded: one catalog query, and two
+        ``ALTER TABLE … ADD COLUMN`` once. Its old rows keep ``owner`` NULL: nobody's."""
+        missing = self._missing_columns()
+        if not missing:
+            return
+        preparer = self.engine.dialect.identifier_preparer
+        table = preparer.format_table(self.table)
+
+        def add() -> None:
+            with self.engine.begin() as conn:
+                for column in self._missing_columns():
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    conn.execute(
+                        sa.text(
+                            f"ALTER TABLE {table} ADD COLUMN {preparer.quote(column.name)} {kind}"
+                        )
+                    )
+
+        try:
+            retry_on_conflict(add, done=lambda: not self._missing_columns())
+        except sa.exc.SQLAlchemyError as exc:
+            columns = ", ".join(c.name for c in missing)
+            raise LedgerError(
+                f"The ledger table {self._where()} predates owners and lacks column(s) "
+                f"{columns}, which this role could not add: {db_error_text(exc)}. Run the "
+                "deployment once with the role that created the ledger, or add them by hand "
+                f"(owner VARCHAR({OWNER_MAX_LENGTH}), repository TEXT, both nullable)."
+            ) from exc
 
     def _create(self) -> None:
         with self.engine.begin() as conn:
@@ -268,25 +358,65 @@ class Ledger:
 
     def _live_match(self, entry: LedgerEntry) -> sa.ColumnElement[bool]:
         t = self.table.c
-        container = (
-            t.container.is_(None) if entry.container is None else t.container == entry.container
-        )
         return sa.and_(
             t.namespace == entry.namespace.key,
             t.store == entry.store,
             t.kind == entry.kind.value,
-            container,
+            _same_container(self.table, entry.container),
             t.name == entry.name,
+            t.owner == self.owner.name,
             t.dropped_at.is_(None),
         )
+
+    def _mine(self, *, include_unowned: bool = False) -> sa.ColumnElement[bool]:
+        """Rows of this ledger's owner (and, if asked, rows that have no owner)."""
+        t = self.table.c
+        if self._every_owner:
+            return sa.true() if include_unowned else t.owner.is_not(None)
+        mine = t.owner == self.owner.name
+        return sa.or_(mine, t.owner.is_(None)) if include_unowned else mine
+
+    def _check_not_foreign(self, conn: sa.Connection, entry: LedgerEntry) -> None:
+        """Refuse to record an object another owner already recorded (one ``SELECT``)."""
+        t = self.table.c
+        query = (
+            sa.select(t.namespace, t.owner, t.repository)
+            .where(
+                t.backend == entry.backend,
+                t.kind == entry.kind.value,
+                _same_container(self.table, entry.container),
+                t.name == entry.name,
+                t.owner.is_not(None),
+                t.dropped_at.is_(None),
+            )
+            .limit(20)
+        )
+        for row in conn.execute(query):
+            other = Owner(row.owner, row.repository)
+            if self.owner.conflicts_with(other):
+                where = f"{entry.container}/{entry.name}" if entry.container else entry.name
+                raise OwnershipConflictError(
+                    f"{entry.kind.value} {where!r} is already recorded by {other.describe()} "
+                    f"(namespace {row.namespace}); {self.owner.describe()} would write into it "
+                    f"as {entry.namespace}. Two code locations must not share branch names: "
+                    "give each its own base_schema or branch_schema (warehouse), prefix or "
+                    "branch_root or branch_bucket (S3), or set a distinct owner only if the "
+                    "other location is gone."
+                )
 
     def record(self, entry: LedgerEntry) -> bool:
         """Record that ``entry.namespace`` owns this object; ``True`` if a new row was written.
 
-        Idempotent on (namespace, store, kind, container, name) among live rows. An object
-        dropped earlier and created again gets a new live row; the dropped row stays as history.
-        A live row's ``last_used_at`` moves to now when it is older than ``touch_every``, so the
-        ledger knows when a namespace was last written, not only when it was set up.
+        Idempotent on (namespace, store, kind, container, name) among this owner's live rows.
+        An object dropped earlier and created again gets a new live row; the dropped row stays
+        as history. A live row's ``last_used_at`` moves to now when it is older than
+        ``touch_every``, so the ledger knows when a namespace was last written, not only when it
+        was set up. The row is stamped with this ledger's owner (``entry.owner`` is ignored):
+        this is the one place that decides who owns a record.
+
+        Raises:
+            OwnershipConflictError: another owner has a live row for the same object.
+            LedgerError: the ledger could not be read or written.
         """
         self.ensure()
         row: dict[str, Any] = {
@@ -304,6 +434,8 @@ class Ledger:
             "created_by_run": entry.run_id,
             "git_sha": entry.git_sha,
             "dropped_at": None,
+            "owner": self.owner.name,
+            "repository": self.owner.repository,
         }
         t = self.table
         live = sa.select(t.c.id, t.c.last_used_at).where(self._live_match(entry)).limit(1)
@@ -313,6 +445,7 @@ class Ledger:
             inserted.clear()
             now = datetime.now(timezone.utc)
             with self.engine.begin() as conn:
+                self._check_not_foreign(conn, entry)
                 found = conn.execute(live).first()
                 if found is None:
                     conn.execute(t.insert().values(**row, last_used_at=row["created_at"]))
@@ -360,12 +493,20 @@ class Ledger:
         return sa.select(self.table).order_by(self.table.c.created_at, self.table.c.id)
 
     def live_entries(
-        self, namespace: Namespace | None = None, *, store: str | None = None
+        self,
+        namespace: Namespace | None = None,
+        *,
+        store: str | None = None,
+        include_unowned: bool = False,
     ) -> list[LedgerEntry]:
-        """Live (not dropped) rows, optionally of one namespace and one store; one statement."""
+        """This owner's live (not dropped) rows, optionally of one namespace and one store, and
+        with ``include_unowned`` the rows that have no owner (``entry.owner`` is ``None``); one
+        statement."""
         if not self._exists_cached():
             return []
-        query = self._select().where(self.table.c.dropped_at.is_(None))
+        query = self._select().where(
+            self.table.c.dropped_at.is_(None), self._mine(include_unowned=include_unowned)
+        )
         if namespace is not None:
             query = query.where(self.table.c.namespace == namespace.key)
         if store is not None:
@@ -374,12 +515,32 @@ class Ledger:
             rows = conn.execute(query).mappings().all()
         return [entry for entry in map(_entry_of, rows) if entry is not None]
 
+    def inventory(self, namespace: Namespace | None, *, store: str) -> LedgerInventory:
+        """Every live row of ``namespace`` (all namespaces when ``None``), sorted by who owns
+        it: this owner's and the unowned rows of ``store``, and the objects other owners
+        recorded in any store (so that nobody's discovery claims them). One statement."""
+        if not self._exists_cached():
+            return LedgerInventory()
+        query = self._select().where(self.table.c.dropped_at.is_(None))
+        if namespace is not None:
+            query = query.where(self.table.c.namespace == namespace.key)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        found = LedgerInventory()
+        for entry in filter(None, map(_entry_of, rows)):
+            if entry.owner not in {None, self.owner.name} and not self._every_owner:
+                found.foreign[entry.identity] = Owner(entry.owner, entry.repository)
+            elif entry.store == store:
+                (found.records if entry.owner is not None else found.unowned).append(entry)
+        return found
+
     def namespaces(self, *, store: str | None = None) -> set[Namespace]:
-        """Namespaces with at least one live row (in ``store`` if given); one statement."""
+        """Namespaces with at least one live row of this owner (in ``store`` if given); one
+        statement."""
         if not self._exists_cached():
             return set()
         t = self.table
-        query = sa.select(t.c.namespace).where(t.c.dropped_at.is_(None)).distinct()
+        query = sa.select(t.c.namespace).where(t.c.dropped_at.is_(None), self._mine()).distinct()
         if store is not None:
             query = query.where(t.c.store == store)
         with self.engine.connect() as conn:
@@ -394,7 +555,7 @@ class Ledger:
         t = self.table
         used = sa.func.coalesce(t.c.last_used_at, t.c.created_at)
         query = sa.select(sa.func.max(used)).where(
-            t.c.namespace == namespace.key, t.c.dropped_at.is_(None)
+            t.c.namespace == namespace.key, t.c.dropped_at.is_(None), self._mine()
         )
         if store is not None:
             query = query.where(t.c.store == store)
@@ -405,7 +566,9 @@ class Ledger:
     def mark_dropped(self, entries: Iterable[LedgerEntry], *, at: datetime | None = None) -> int:
         """Mark the live rows of ``entries`` dropped; returns how many rows changed.
 
-        One ``UPDATE`` per (namespace, store, kind, container) group, not one per object.
+        Only this owner's rows, and rows without an owner (the object they describe is gone),
+        never another owner's. One ``UPDATE`` per (namespace, store, kind, container) group,
+        not one per object.
         """
         groups: dict[tuple[str, str, str, str | None], set[str]] = {}
         for entry in entries:
@@ -446,14 +609,46 @@ class Ledger:
             t.container.is_(None) if container is None else t.container == container,
             t.name.in_(sorted(names)),
             t.dropped_at.is_(None),
+            self._mine(include_unowned=True),
         )
         result = conn.execute(self.table.update().where(where).values(dropped_at=when))
         return result.rowcount or 0
 
+    def claim_unowned(self, *, store: str | None = None) -> int:
+        """Stamp this ledger's owner on the live rows that have none (rows written before
+        owners were recorded), in ``store`` if given; returns how many rows changed.
+
+        Run it once, from the one code location that wrote them (``dagster-branch claim``):
+        the cleanup and the sensor then treat them as that location's records.
+        """
+        if not self._exists_cached():
+            return 0
+        t = self.table
+        where = sa.and_(t.c.owner.is_(None), t.c.dropped_at.is_(None))
+        if store is not None:
+            where = sa.and_(where, t.c.store == store)
+        values = {"owner": self.owner.name, "repository": self.owner.repository}
+
+        def update() -> int:
+            with self.engine.begin() as conn:
+                return conn.execute(t.update().where(where).values(**values)).rowcount or 0
+
+        try:
+            return retry_write_conflicts(update)
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(
+                f"Could not claim the ledger rows without owner in {self._where()}: "
+                f"{db_error_text(exc)}."
+            ) from exc
+
     def _exists_cached(self) -> bool:
-        """Reading must not create anything: a missing ledger simply has no rows."""
+        """Reading must not create the ledger (a missing ledger simply has no rows), but an
+        existing one made by an older release gets its owner columns first."""
         if not self._ensured:
-            self._ensured = self._exists()
+            if not self._exists():
+                return False
+            self._add_owner_columns()
+            self._ensured = True
         return self._ensured
 
 
@@ -479,4 +674,11 @@ def _entry_of(row: Any) -> LedgerEntry | None:
         run_id=row["created_by_run"],
         git_sha=row["git_sha"],
         dropped_at=_utc(row["dropped_at"]),
+        owner=row["owner"],
+        repository=row["repository"],
     )
+
+
+def _same_container(table: sa.Table, container: str | None) -> sa.ColumnElement[bool]:
+    column = table.c.container
+    return column.is_(None) if container is None else column == container

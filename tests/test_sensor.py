@@ -19,7 +19,10 @@ from dagster_branch import (
     BranchDatabaseResource,
     DagsterBranchConfigError,
     GitHubPullRequests,
+    Ledger,
+    LedgerEntry,
     Namespace,
+    ObjectKind,
     branch_cleanup_definitions,
 )
 from dagster_branch.sensors import CleanupCursor
@@ -45,14 +48,21 @@ class Warehouse(BranchDatabaseResource):
     """The real warehouse resource, plus a quick way to make branch schemas for a test."""
 
     def create(self, *namespaces: Namespace) -> None:
-        """Schemas as branch deployments leave them (found by discovery), in one transaction."""
+        """Schemas as branch deployments leave them: each with a table, and its ledger row
+        (the sensor lists recorded namespaces only)."""
         engine = sa.create_engine(self.url)
+        ledger = Ledger(engine, owner=self.resolved_owner())
         try:
             with engine.begin() as conn:
                 for namespace in namespaces:
                     schema = f"{self.base_schema}__{namespace.key}"
                     conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
                     conn.execute(sa.text(f'CREATE TABLE "{schema}".orders AS SELECT 1 AS id'))
+            for namespace in namespaces:
+                schema = f"{self.base_schema}__{namespace.key}"
+                ledger.record(
+                    LedgerEntry(namespace, self.store_key, "duckdb", ObjectKind.SCHEMA, schema)
+                )
         finally:
             engine.dispose()
 

@@ -1,9 +1,11 @@
 """Inventory and removal of a namespace's warehouse objects (the ``BranchStore`` side of
 :class:`~dagster_branch.BranchDatabaseResource`).
 
-Inventory = ledger rows plus discovery. Discovery is one catalog query per store whatever the number
-of schemas (``get_schema_names``, or with table prefixes ``get_table_names`` and
-``get_view_names`` of the shared schema); on SQLite it lists the sibling schema files and sends
+Inventory = this owner's ledger rows plus discovery; an object found by discovery alone is
+*unrecorded* (reported, removed only with ``include_unrecorded``), and one another owner recorded
+is left out. Discovery is one catalog query per store whatever the number of schemas
+(``get_schema_names``, or with table prefixes ``get_table_names`` and ``get_view_names`` of the
+shared schema); on SQLite it lists the sibling schema files and sends
 nothing.
 
 Removal handles each object separately and never raises for one object: ``DROP SCHEMA IF EXISTS …
@@ -44,7 +46,7 @@ from dagster_branch.dialects import (
     sqlite_schema_files,
     sqlite_schema_path,
 )
-from dagster_branch.errors import DagsterBranchError
+from dagster_branch.errors import DagsterBranchError, DagsterBranchNamingError
 from dagster_branch.inventory import (
     ObjectKind,
     OwnedObject,
@@ -53,13 +55,26 @@ from dagster_branch.inventory import (
     ledger_not_updated,
     refused_for_dependents,
 )
-from dagster_branch.ledger import LedgerEntry, LedgerError, db_error_text, retry_write_conflicts
-from dagster_branch.naming import Namespace, namespace_of_table
+from dagster_branch.ledger import (
+    LedgerEntry,
+    LedgerError,
+    LedgerInventory,
+    db_error_text,
+    retry_write_conflicts,
+)
+from dagster_branch.naming import Namespace, namespace_of_table, schema_name
 
 if TYPE_CHECKING:
     from dagster_branch.resources.database import BranchDatabaseResource
 
-__all__ = ["list_namespaces", "objects_of", "ownership_problem", "remove_objects", "survey"]
+__all__ = [
+    "list_namespaces",
+    "objects_of",
+    "ownership_problem",
+    "remove_objects",
+    "survey",
+    "unrecorded_objects",
+]
 
 PROGRESS_EVERY_SECONDS = 5.0
 _DISCOVERY = frozenset({"discovery"})
@@ -105,35 +120,62 @@ def discover(resource: BranchDatabaseResource) -> list[OwnedObject]:
     return found
 
 
-def _ledger_objects(
-    resource: BranchDatabaseResource, namespace: Namespace | None
-) -> list[OwnedObject]:
+def _inventory(resource: BranchDatabaseResource, namespace: Namespace | None) -> LedgerInventory:
     ledger = resource.ledger(resource.get_cleanup_engine())
     if ledger is None:
-        return []
-    return [e.to_owned() for e in ledger.live_entries(namespace, store=resource.store_key)]
+        return LedgerInventory()
+    return ledger.inventory(namespace, store=resource.store_key)
 
 
 def list_namespaces(resource: BranchDatabaseResource) -> set[Namespace]:
-    """Namespaces with live ledger rows or discovered objects: two statements at most."""
+    """Namespaces this owner recorded (live ledger rows): one statement. Objects found by name
+    only are not listed here (the sensor never cleans them); :func:`unrecorded_objects` has
+    them."""
     ledger = resource.ledger(resource.get_cleanup_engine())
-    found = ledger.namespaces(store=resource.store_key) if ledger is not None else set()
-    return found | {obj.namespace for obj in discover(resource)}
+    return ledger.namespaces(store=resource.store_key) if ledger is not None else set()
 
 
 def objects_of(resource: BranchDatabaseResource, namespace: Namespace) -> list[OwnedObject]:
-    """The namespace's objects from the ledger and discovery, merged by identity."""
-    merged: dict[OwnedObject, frozenset[str]] = {}
-    discovered = [obj for obj in discover(resource) if obj.namespace == namespace]
+    """The namespace's objects from this owner's ledger rows (and rows without owner) and from
+    discovery, merged by identity; objects another owner recorded are left out."""
+    found = _inventory(resource, namespace)
+    discovered = [
+        obj
+        for obj in discover(resource)
+        if obj.namespace == namespace and _identity(obj) not in found.foreign
+    ]
     # table() records whatever the branch creates as a table, views included: the catalog knows.
     views = {(o.container, o.name) for o in discovered if o.kind is ObjectKind.VIEW}
     recorded = [
         replace(o, kind=ObjectKind.VIEW)
         if o.kind is ObjectKind.TABLE and (o.container, o.name) in views
         else o
-        for o in _ledger_objects(resource, namespace)
+        for o in (e.to_owned() for e in found.records + found.unowned)
     ]
-    for obj in recorded + discovered:
+    return _merged(recorded + discovered)
+
+
+def unrecorded_objects(resource: BranchDatabaseResource) -> list[OwnedObject]:
+    """Every object shaped like a namespace's that no record of this owner names: found by
+    name only, or recorded without owner. Another owner's objects are left out. Two statements
+    (the ledger, the catalog)."""
+    found = _inventory(resource, None)
+    mine = {e.identity for e in found.records}
+    objects = [e.to_owned() for e in found.unowned] + [
+        obj
+        for obj in discover(resource)
+        if _identity(obj) not in found.foreign and _identity(obj) not in mine
+    ]
+    return [obj for obj in _merged(objects) if not obj.recorded]
+
+
+def _identity(obj: OwnedObject) -> tuple[str, str | None, str]:
+    return (obj.backend, obj.container, obj.name)
+
+
+def _merged(objects: list[OwnedObject]) -> list[OwnedObject]:
+    merged: dict[OwnedObject, frozenset[str]] = {}
+    for obj in objects:
         merged[obj] = merged.get(obj, frozenset()) | obj.found_in
     return sorted(
         OwnedObject(o.namespace, o.backend, o.kind, o.name, o.container, found_in)
@@ -142,28 +184,61 @@ def objects_of(resource: BranchDatabaseResource, namespace: Namespace) -> list[O
 
 
 def ownership_problem(resource: BranchDatabaseResource, obj: OwnedObject) -> str | None:
-    """The second key of the safety invariant: why ``obj`` must not be removed, or ``None``."""
+    """The second key of the safety invariant: why ``obj`` must not be removed, or ``None``.
+
+    The object must be exactly where the resource's current routing rules put ``obj.namespace``:
+    its schema ``<base_schema>__<namespace>`` (or a table or view inside it) with
+    ``strategy="schema"``, a table or view ``<namespace>__…`` in ``branch_schema`` with
+    ``strategy="table_prefix"``. A record (ledger row) naming any other place is a *mismatch*:
+    refused, whatever the record says.
+    """
     caps, limit = _caps_and_limit(resource)
     what = f"{obj.kind.value} {obj.qualified_name!r}"
     if obj.backend != caps.name:
         return f"{what} belongs to a {obj.backend} store, not this {caps.name} warehouse"
     schema = obj.name if obj.kind is ObjectKind.SCHEMA else obj.container
     if obj.kind not in _RELATIONS or schema is None:
-        return f"{what} is not a schema or a schema-qualified table or view"
+        return f"mismatch: {what} is not a schema or a schema-qualified table or view"
     if protected := _protection(resource, schema):
         return f"{what} is in schema {schema!r}, which is {protected}"
-    if obj.kind is ObjectKind.SCHEMA:
-        owner = resource.namespace_of_branch_schema(obj.name, max_length=limit)
-    elif resource.branch_schema is not None and schema == resource.branch_schema:
-        owner = namespace_of_table(obj.name)
-    else:  # a table inside a namespace's own schema (of base_schema or an extra schema)
+    expected = _expected_places(resource, obj.namespace, limit)
+    if resource.strategy == "table_prefix":
+        owner = namespace_of_table(obj.name) if obj.kind is not ObjectKind.SCHEMA else None
+        in_place = schema in expected and owner == obj.namespace
+    else:  # the namespace's version of base_schema or of an extra schema, or a table in it
+        in_place = schema in expected
         owner = resource.namespace_of_branch_schema(schema, max_length=limit)
-    if owner != obj.namespace:
-        return (
-            f"{what} does not parse back to namespace {obj.namespace} "
-            f"(it parses to {owner or 'no namespace'})"
-        )
-    return None
+    if in_place:
+        return None
+    if owner is not None and owner != obj.namespace:
+        return f"{what} does not parse back to namespace {obj.namespace} (it parses to {owner})"
+    shown = " or ".join(repr(e) for e in sorted(expected))
+    place = (
+        f"tables '{obj.namespace.key}__…' in schema {shown}"
+        if resource.strategy == "table_prefix"
+        else f"schema {shown}"
+    )
+    return (
+        f"mismatch: {what} is not where the current configuration puts {obj.namespace} "
+        f"({place}); it is not removed. If the configuration changed since it was recorded, "
+        "remove it by hand and mark its ledger row dropped"
+    )
+
+
+def _expected_places(
+    resource: BranchDatabaseResource, namespace: Namespace, limit: int
+) -> set[str]:
+    """The schemas the routing rules give ``namespace`` today: its version of ``base_schema``
+    and of each of ``extra_schemas``, or the shared ``branch_schema`` with table prefixes."""
+    if resource.strategy == "table_prefix":
+        return {resource.branch_schema} if resource.branch_schema else set()
+    places: set[str] = set()
+    for production in (resource.base_schema, *resource.extra_schemas):
+        try:
+            places.add(schema_name(production, namespace, max_length=limit))
+        except DagsterBranchNamingError:
+            continue
+    return places
 
 
 def _protection(resource: BranchDatabaseResource, schema: str) -> str | None:
@@ -278,7 +353,7 @@ def remove_objects(
             results.append(RemovalResult(obj, removed=not dry_run, objects=count))
         progress.step()
     if not dry_run:
-        ledger_error = _mark_dropped(resource, engine, [r.obj for r in results if r.removed])
+        results, ledger_error = _record_removals(resource, engine, caps, results, log)
         if ledger_error is not None:
             # The objects are gone but their rows still say live: report it as a failure so the
             # run says so; a rerun drops IF EXISTS (a no-op) and marks the rows then.
@@ -469,6 +544,77 @@ def _remove_sqlite_schema(
         for leftover in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal"))):
             leftover.unlink(missing_ok=True)
     return len(tables) + len(views)
+
+
+RECREATED = (
+    "it was created again while the cleanup ran (a branch run still writing?), so its ledger "
+    "row stays live; run the cleanup again once the branch stopped writing"
+)
+
+
+def _record_removals(
+    resource: BranchDatabaseResource,
+    engine: sa.Engine,
+    caps: DialectCapabilities,
+    results: list[RemovalResult],
+    log: logging.Logger,
+) -> tuple[list[RemovalResult], str | None]:
+    """Mark dropped only what is verifiably gone: the catalog is asked before the ``UPDATE``
+    (what is back is not marked) and after it (what came back meanwhile is recorded again), so a
+    write racing the cleanup never leaves an object whose rows all say dropped."""
+    removed = [r.obj for r in results if r.removed]
+    back = _still_there(engine, caps, removed)
+    ledger_error = _mark_dropped(resource, engine, [o for o in removed if o not in back])
+    if ledger_error is None:
+        late = _still_there(engine, caps, [o for o in removed if o not in back])
+        ledger_error = _record_again(resource, engine, late)
+        back |= late
+    for obj in sorted(back):
+        log.warning("%s %s: %s", obj.kind.value, obj.qualified_name, RECREATED)
+    results = [replace(r, removed=False, error=RECREATED) if r.obj in back else r for r in results]
+    return results, ledger_error
+
+
+def _still_there(
+    engine: sa.Engine, caps: DialectCapabilities, objects: list[OwnedObject]
+) -> set[OwnedObject]:
+    """Which of ``objects`` exist: one catalog query per schema and per container."""
+    if not objects:
+        return set()
+    relations = _existing_relations(engine, [o for o in objects if o.kind is not ObjectKind.SCHEMA])
+    found: set[OwnedObject] = set()
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        for obj in objects:
+            if obj.kind is ObjectKind.SCHEMA:
+                exists = (
+                    sqlite_schema_path(engine, obj.name).exists()
+                    if caps.attaches_schemas
+                    else inspector.has_schema(obj.name)
+                )
+            else:
+                here = relations.get(obj.container or "", _Relations())
+                exists = obj.name in here.tables | here.views
+            if exists:
+                found.add(obj)
+    return found
+
+
+def _record_again(
+    resource: BranchDatabaseResource, engine: sa.Engine, objects: set[OwnedObject]
+) -> str | None:
+    """A new live row for each object that came back after its row was marked dropped."""
+    ledger = resource.ledger(engine)
+    if ledger is None or not objects:
+        return None
+    try:
+        for o in sorted(objects):
+            ledger.record(
+                LedgerEntry(o.namespace, resource.store_key, o.backend, o.kind, o.name, o.container)
+            )
+    except DagsterBranchError as exc:
+        return resource.redact(str(exc))
+    return None
 
 
 def _mark_dropped(

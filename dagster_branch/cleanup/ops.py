@@ -29,6 +29,7 @@ from dagster_branch.cleanup.report import (
 from dagster_branch.cleanup.verify import (
     DEFAULT_MAX_OBJECTS,
     check_plan,
+    ownership_problems,
     refusal_message,
     refuse_in_branch_deployment,
 )
@@ -80,6 +81,11 @@ class BranchCleanupConfig(dg.Config):
         default=True,
         description="Ask the pull-request source again right before deleting, and stop unless "
         "the PR is closed or merged.",
+    )
+    include_unrecorded: bool = Field(
+        default=False,
+        description="Also remove objects found by their name alone (no ledger row, marker or "
+        "tag of this code location records them). By default they are listed and kept.",
     )
 
 
@@ -208,9 +214,15 @@ def _unchecked_plan_op(job_name: str, store_keys: Sequence[str], io_key: str) ->
         with _failures_as_dagster(config.namespace):
             refuse_in_branch_deployment(f"The cleanup job {job_name!r}")
             stores = {key: _store(context, key) for key in store_keys}
-            plan = build_cleanup_plan(config.namespace, stores, max_objects=config.max_objects)
+            plan = build_cleanup_plan(
+                config.namespace,
+                stores,
+                max_objects=config.max_objects,
+                include_unrecorded=config.include_unrecorded,
+            )
+            problems = ownership_problems(plan, stores)
         context.log.info(
-            f"{len(plan)} object(s) of {plan.namespace} planned across "
+            f"{len(plan.removable)} object(s) of {plan.namespace} planned across "
             f"{', '.join(store_keys)}: {plan.counts() or 'nothing to remove'}; "
             f"{plan.contents:,}{'' if plan.contents_complete else '+'} object(s) with contents"
         )
@@ -219,13 +231,19 @@ def _unchecked_plan_op(job_name: str, store_keys: Sequence[str], io_key: str) ->
                 f"{planned.describe()} will be refused: objects outside {plan.namespace} depend "
                 f"on it: {'; '.join(planned.survey.dependents)}"
             )
+        if plan.kept:
+            context.log.warning(
+                f"{len(plan.kept)} unrecorded object(s) of {plan.namespace} kept (found by name "
+                "only; include_unrecorded: true removes them): "
+                + ", ".join(p.describe() for p in plan.kept)
+            )
         ticket = CleanupTicket(
             plan=plan,
             dry_run=config.dry_run,
             max_objects=config.max_objects,
             require_closed=config.require_closed,
         )
-        return dg.Output(ticket, metadata=plan_metadata(plan))
+        return dg.Output(ticket, metadata=plan_metadata(plan, problems))
 
     return plan_op
 
@@ -408,7 +426,9 @@ def record_op(job_name: str, io_key: str) -> dg.OpDefinition:
         context: dg.OpExecutionContext, ticket: CleanupTicket, removals: list[StoreRemoval]
     ) -> dg.Output[CleanupOutcome]:
         ordered = tuple(sorted(removals, key=lambda r: ticket.plan.store_keys.index(r.store_key)))
-        metadata = removal_metadata(ordered, pull_request=ticket.pull_request)
+        metadata = removal_metadata(
+            ordered, pull_request=ticket.pull_request, kept=ticket.plan.kept
+        )
         failures = failures_of(ordered)
         if failures:
             error = CleanupIncompleteError(failures)

@@ -6,6 +6,10 @@ one function that only reads: :func:`build_cleanup_plan` asks each branch-aware 
 ledger and discovery found, and sorts the result. Nothing is checked or removed here; that is the
 job of :mod:`dagster_branch.cleanup.verify` and of the stores.
 
+The record is the first key: an object this owner recorded (ledger row, marker, tag) is
+planned for removal; one found by its name alone is *unrecorded*: it stays in the plan, so that
+every view of the plan shows it, but is removed only when the run says ``include_unrecorded``.
+
 Example::
 
     >>> from dagster_branch.naming import Namespace
@@ -63,6 +67,11 @@ class PlannedObject:
         """The full readable name: ``schema.table``, ``bucket/prefix/`` or the bare name."""
         return self.obj.qualified_name
 
+    @property
+    def recorded(self) -> bool:
+        """True when the store's owner recorded it; ``False`` for an object found by name only."""
+        return self.obj.recorded
+
     def describe(self) -> str:
         """``<store>: <kind> <name>``, the way errors and logs name an object."""
         return f"{self.store_key}: {self.kind.value} {self.name}"
@@ -79,6 +88,7 @@ class PlannedObject:
             "contents": self.survey.contents,
             "contents_complete": self.survey.complete,
             "dependents": list(self.survey.dependents),
+            "recorded": self.recorded,
         }
 
 
@@ -101,6 +111,7 @@ class CleanupPlan:
     namespace: Namespace
     objects: tuple[PlannedObject, ...] = ()
     store_keys: tuple[str, ...] = ()
+    include_unrecorded: bool = False
 
     def __iter__(self) -> Iterator[PlannedObject]:
         return iter(self.objects)
@@ -113,14 +124,31 @@ class CleanupPlan:
         """True when the namespace owns nothing in any store (for example after a cleanup)."""
         return not self.objects
 
+    @property
+    def removable(self) -> tuple[PlannedObject, ...]:
+        """What the cleanup will remove: recorded objects, and unrecorded ones only with
+        ``include_unrecorded``."""
+        return tuple(p for p in self.objects if p.recorded or self.include_unrecorded)
+
+    @property
+    def kept(self) -> tuple[PlannedObject, ...]:
+        """Unrecorded objects the cleanup leaves alone (reported, not removed)."""
+        return tuple(p for p in self.objects if not (p.recorded or self.include_unrecorded))
+
     def objects_for(self, store_key: str) -> list[OwnedObject]:
         """The objects the store under ``store_key`` will be asked to remove, in plan order."""
-        return [planned.obj for planned in self.objects if planned.store_key == store_key]
+        return [planned.obj for planned in self.removable if planned.store_key == store_key]
+
+    def status_of(self, planned: PlannedObject) -> str:
+        """``remove``, ``remove (unrecorded)`` or ``unrecorded: kept``, for tables of the plan."""
+        if planned.recorded:
+            return "remove"
+        return "remove (unrecorded)" if self.include_unrecorded else "unrecorded: kept"
 
     def counts(self) -> dict[str, int]:
-        """How many objects of each kind the plan holds, e.g. ``{"schema": 1, "prefix": 2}``."""
+        """How many objects of each kind the cleanup will remove, e.g. ``{"schema": 1}``."""
         counts: dict[str, int] = {}
-        for planned in self.objects:
+        for planned in self.removable:
             counts[planned.kind.value] = counts.get(planned.kind.value, 0) + 1
         return counts
 
@@ -128,25 +156,28 @@ class CleanupPlan:
     def contents(self) -> int:
         """How many things the removal would delete: each object and what it holds (the
         relations of a schema; the keys, versions, delete markers and uploads of a prefix)."""
-        return sum(planned.survey.contents for planned in self.objects)
+        return sum(planned.survey.contents for planned in self.removable)
 
     @property
     def contents_complete(self) -> bool:
         """False when counting stopped early at the limit (:attr:`contents` is then a floor)."""
-        return all(planned.survey.complete for planned in self.objects)
+        return all(planned.survey.complete for planned in self.removable)
 
     def refused(self) -> list[PlannedObject]:
         """The objects the removal will refuse: objects outside the namespace depend on them."""
-        return [planned for planned in self.objects if planned.survey.dependents]
+        return [planned for planned in self.removable if planned.survey.dependents]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view of the whole plan."""
+        """A JSON-ready view of the whole plan (``status`` per object, see :meth:`status_of`)."""
         return {
             "namespace": self.namespace.key,
             "stores": list(self.store_keys),
             "contents": self.contents,
             "contents_complete": self.contents_complete,
-            "objects": [planned.to_dict() for planned in self.objects],
+            "include_unrecorded": self.include_unrecorded,
+            "objects": [
+                {**planned.to_dict(), "status": self.status_of(planned)} for planned in self.objects
+            ],
         }
 
 
@@ -196,6 +227,7 @@ def build_cleanup_plan(
     stores: Mapping[str, BranchStore],
     *,
     max_objects: int = DEFAULT_MAX_OBJECTS,
+    include_unrecorded: bool = False,
 ) -> CleanupPlan:
     """Ask every store what ``namespace`` owns, and return the deduplicated plan.
 
@@ -210,6 +242,8 @@ def build_cleanup_plan(
         namespace: the namespace to clean (``"pr_42"`` or a :class:`Namespace`).
         stores: the branch-aware resources by resource key.
         max_objects: where counting may stop (the cleanup's circuit breaker).
+        include_unrecorded: also remove objects found by their name alone (no record of this
+            owner's names them); by default they are listed and kept, and not counted.
 
     Raises:
         CleanupRefusedError: ``namespace`` is empty (production) or not a namespace.
@@ -220,11 +254,17 @@ def build_cleanup_plan(
     counted = 0
     for store_key, store in stores.items():
         objects = _merge(store.objects_of(target))
+        removable = [o for o in objects if o.recorded or include_unrecorded]
         surveys: Mapping[OwnedObject, Survey] = {}
-        if objects and isinstance(store, SurveyingStore):
-            surveys = store.survey(objects, limit=max(max_objects - counted, 0))
+        if removable and isinstance(store, SurveyingStore):
+            surveys = store.survey(removable, limit=max(max_objects - counted, 0))
         for obj in objects:
             survey = surveys.get(obj, Survey())
             counted += survey.contents
             planned.append(PlannedObject(store_key, obj, survey))
-    return CleanupPlan(namespace=target, objects=tuple(planned), store_keys=tuple(stores))
+    return CleanupPlan(
+        namespace=target,
+        objects=tuple(planned),
+        store_keys=tuple(stores),
+        include_unrecorded=include_unrecorded,
+    )

@@ -13,7 +13,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -29,6 +29,7 @@ __all__ = [
     "format_bytes",
     "format_duration",
     "plan_metadata",
+    "plan_status",
     "refused_markdown",
     "removal_metadata",
 ]
@@ -57,7 +58,9 @@ _PLAN_COLUMNS = dg.TableSchema(
         dg.TableColumn("store", "string"),
         dg.TableColumn("kind", "string"),
         dg.TableColumn("name", "string"),
-        dg.TableColumn("found_in", "string", description="ledger, discovery, or both"),
+        dg.TableColumn(
+            "found_in", "string", description="ledger, marker, tags (records) or discovery, s3"
+        ),
         dg.TableColumn(
             "contents", "int", description="What removing it deletes: itself and what it holds"
         ),
@@ -66,8 +69,14 @@ _PLAN_COLUMNS = dg.TableSchema(
             "string",
             description="Objects outside the namespace that depend on it: it will be refused",
         ),
+        dg.TableColumn(
+            "status",
+            "string",
+            description="remove; unrecorded: kept (found by name only); refused: why",
+        ),
     ]
 )
+KEPT_STATUS = "unrecorded: kept"
 
 
 @dataclass(frozen=True)
@@ -141,8 +150,21 @@ def _markdown_table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) ->
     return "\n".join(lines)
 
 
-def plan_metadata(plan: CleanupPlan) -> dict[str, dg.MetadataValue]:
-    """The plan as metadata: the namespace, counts per kind and one row per object."""
+def plan_status(
+    plan: CleanupPlan, planned: PlannedObject, problems: Mapping[PlannedObject, str]
+) -> str:
+    """What the cleanup does with one object: ``remove``, ``unrecorded: kept``, or ``refused:``
+    and why (a mismatch, another namespace, a protected name)."""
+    problem = problems.get(planned)
+    return f"refused: {problem}" if problem else plan.status_of(planned)
+
+
+def plan_metadata(
+    plan: CleanupPlan, problems: Mapping[PlannedObject, str] | None = None
+) -> dict[str, dg.MetadataValue]:
+    """The plan as metadata: the namespace, counts per kind and one row per object with its
+    status (``problems``: from :func:`~dagster_branch.cleanup.verify.ownership_problems`)."""
+    problems = problems or {}
     records = [
         dg.TableRecord(
             {
@@ -152,6 +174,7 @@ def plan_metadata(plan: CleanupPlan) -> dict[str, dg.MetadataValue]:
                 "found_in": ", ".join(sorted(planned.obj.found_in)) or "-",
                 "contents": planned.survey.contents,
                 "dependents": "; ".join(planned.survey.dependents) or "-",
+                "status": plan_status(plan, planned, problems),
             }
         )
         for planned in plan
@@ -159,9 +182,11 @@ def plan_metadata(plan: CleanupPlan) -> dict[str, dg.MetadataValue]:
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.counts().items())) or "nothing"
     metadata: dict[str, dg.MetadataValue] = {
         "namespace": dg.MetadataValue.text(plan.namespace.key),
-        "planned_objects": dg.MetadataValue.int(len(plan)),
+        "planned_objects": dg.MetadataValue.int(len(plan.removable)),
         "planned_contents": dg.MetadataValue.int(plan.contents),
         "planned_by_kind": dg.MetadataValue.text(counts),
+        "unrecorded_kept": dg.MetadataValue.int(len(plan.kept)),
+        "refused": dg.MetadataValue.int(len(problems)),
         "stores": dg.MetadataValue.text(", ".join(plan.store_keys) or "-"),
         "plan": dg.MetadataValue.table(records, schema=_PLAN_COLUMNS),
     }
@@ -195,8 +220,10 @@ def removal_metadata(
     *,
     pull_request: PullRequestState | None = None,
     now: datetime | None = None,
+    kept: Sequence[PlannedObject] = (),
 ) -> dict[str, dg.MetadataValue]:
-    """The table of what was removed (or would be, in a dry run), with totals and timings."""
+    """The table of what was removed (or would be, in a dry run), with totals and timings;
+    ``kept``: unrecorded objects the plan left alone, shown with status ``unrecorded: kept``."""
     now = now or datetime.now(timezone.utc)
     dry_run = any(removal.dry_run for removal in removals)
     rows: list[tuple[str, str, str, int, int, str, str]] = []
@@ -213,6 +240,8 @@ def removal_metadata(
                     "; ".join(result.dependents) or "-",
                 )
             )
+    planned_rows = len(rows)
+    rows += [(p.store_key, p.kind.value, p.name, 0, 0, KEPT_STATUS, "-") for p in kept]
     done = [row for row in rows if row[5] in {"removed", "would remove"}]
     pending = [row for row in rows if row[5] == "pending expiry"]
     total_objects = sum(row[3] for row in done + pending)
@@ -226,7 +255,7 @@ def removal_metadata(
         ("store", "kind", "name", "objects", "bytes", "status", "dependents"),
     )
     summary = (
-        f"**{verb} {len(done)} of {len(rows)} planned objects** "
+        f"**{verb} {len(done)} of {planned_rows} planned objects** "
         f"({total_objects} objects inside, {format_bytes(total_bytes)}) "
         f"in {format_duration(finished - started)}."
     )
@@ -245,6 +274,12 @@ def removal_metadata(
     failed = len(failures) - (0 if dry_run else len(refused))
     if failed:
         summary += f" **{failed} failed**: run the cleanup again to retry them."
+    if kept:
+        summary += (
+            f" **{len(kept)} unrecorded kept**: found by name only, no record of this code "
+            "location names them; run with include_unrecorded: true (CLI --include-unrecorded) "
+            "to remove them too."
+        )
     metadata: dict[str, dg.MetadataValue] = {
         "dry_run": dg.MetadataValue.bool(dry_run),
         "summary": dg.MetadataValue.md(summary + "\n\n" + markdown),
@@ -265,7 +300,8 @@ def removal_metadata(
             ],
             schema=_REMOVAL_COLUMNS,
         ),
-        "objects_planned": dg.MetadataValue.int(len(rows)),
+        "objects_planned": dg.MetadataValue.int(planned_rows),
+        "unrecorded_kept": dg.MetadataValue.int(len(kept)),
         "objects_removed" if not dry_run else "objects_to_remove": dg.MetadataValue.int(len(done)),
         "objects_pending": dg.MetadataValue.int(len(pending)),
         "contents_objects": dg.MetadataValue.int(total_objects),

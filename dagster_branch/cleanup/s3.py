@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -536,9 +536,7 @@ def remove_objects(
         if result.removed:
             removed.append(obj)
     if removed:
-        unrecorded = resource.mark_removed(removed, log=log)
-        if unrecorded is not None:
-            results = ledger_not_updated(results, unrecorded)
+        results = _record_removals(resource, client, results, removed, log)
     return results
 
 
@@ -561,6 +559,44 @@ def _listing_of(
     ):
         return listing
     return None
+
+
+RECREATED = (
+    "objects were written there again while the cleanup ran (a branch run still writing?), "
+    "so it stays recorded; run the cleanup again once the branch stopped writing"
+)
+
+
+def _record_removals(
+    resource: BranchS3Resource,
+    client: Any,
+    results: list[RemovalResult],
+    removed: list[OwnedObject],
+    log: logging.Logger,
+) -> list[RemovalResult]:
+    """Mark dropped only what is verifiably gone: S3 is asked before the ledger update (what
+    is back is not marked) and after it (what came back meanwhile is recorded again: a new
+    ledger row, or the marker object). A few requests per removed prefix or bucket."""
+    from dagster_branch.cleanup.s3_inventory import has_anything, read_bucket_tags
+
+    def still_there(obj: OwnedObject) -> bool:
+        if obj.kind is ObjectKind.BUCKET:
+            return read_bucket_tags(client, obj.name).exists
+        return has_anything(client, obj.container or "", obj.name)
+
+    back = {obj for obj in removed if still_there(obj)}
+    failed = resource.mark_removed([o for o in removed if o not in back], log=log)
+    if failed is None:
+        late = {obj for obj in removed if obj not in back and still_there(obj)}
+        if resource.ledger_url:
+            failed = resource.record_again(late, log=log)
+        else:  # the marker went with the purge: what is back must be marked again
+            failed = resource.record_again(back | late, log=log)
+        back |= late
+    for obj in sorted(back):
+        log.warning(f"{obj.qualified_name}: {RECREATED}")
+    results = [replace(r, removed=False, error=RECREATED) if r.obj in back else r for r in results]
+    return ledger_not_updated(results, failed) if failed is not None else results
 
 
 def _expire(

@@ -1,6 +1,11 @@
 """Inventory of a :class:`~dagster_branch.BranchS3Resource`: which namespaces own what in S3.
 
-Inventory = ledger rows (when ``ledger_url`` is set) plus discovery, deduplicated:
+Inventory = this owner's records plus discovery, deduplicated. Records are ledger rows (when
+``ledger_url`` is set), the namespace and owner tags of a namespace bucket, and, without a
+ledger, the marker object ``.dagster-branch.json`` of a prefix (one ``GetObject`` per namespace
+folder); ``found_in`` says ``ledger``, ``tags`` or ``marker``. An object found by its name alone
+(``found_in`` only ``s3``), or recorded before owners were kept, is *unrecorded*: reported,
+removed only with ``include_unrecorded``. An object another owner recorded is left out.
 
 - bucket strategy: ``ListBuckets`` filtered by the common name prefix, then one
   ``GetBucketTagging`` per branch-shaped bucket (``<base>--<namespace>``; none for other names)
@@ -20,6 +25,7 @@ and pending uploads).
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dagster_branch.cleanup.s3_batches import error_code
 from dagster_branch.inventory import ObjectKind, OwnedObject
+from dagster_branch.ledger import LedgerInventory
 from dagster_branch.naming import (
     BUCKET_SEPARATOR,
     Namespace,
@@ -36,7 +43,14 @@ from dagster_branch.naming import (
     namespace_of_key,
     namespace_prefix,
 )
-from dagster_branch.resources.s3_layout import TAG_NAMESPACE, clean_folder, common_bucket_prefix
+from dagster_branch.ownership import Owner
+from dagster_branch.resources.s3_layout import (
+    TAG_NAMESPACE,
+    TAG_OWNER,
+    TAG_REPOSITORY,
+    clean_folder,
+    common_bucket_prefix,
+)
 
 if TYPE_CHECKING:
     from dagster_branch.resources.s3 import BranchS3Resource
@@ -49,7 +63,9 @@ __all__ = [
     "objects_of",
     "ownership_problem",
     "read_bucket_tags",
+    "read_marker_owner",
     "scan_buckets",
+    "unrecorded_objects",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -59,10 +75,12 @@ TAG_READERS = 8  # GetBucketTagging requests in flight while scanning many names
 
 
 class BucketTags(NamedTuple):
-    """What ``GetBucketTagging`` said of a bucket: whether it exists, and its namespace tag."""
+    """What ``GetBucketTagging`` said of a bucket: whether it exists, its namespace tag, and
+    who tagged it (``None`` for a bucket tagged before owners were recorded)."""
 
     exists: bool
     namespace_tag: str | None
+    owner: Owner | None = None
 
 
 def read_bucket_tags(client: Any, bucket: str) -> BucketTags:
@@ -77,8 +95,33 @@ def read_bucket_tags(client: Any, bucket: str) -> BucketTags:
         if code in {"NoSuchBucket", "404", "NotFound"}:
             return BucketTags(exists=False, namespace_tag=None)
         raise
-    value = next((t.get("Value") for t in tag_set if t.get("Key") == TAG_NAMESPACE), None)
-    return BucketTags(exists=True, namespace_tag=value)
+    tags = {t.get("Key"): t.get("Value") for t in tag_set}
+    owner = tags.get(TAG_OWNER)
+    return BucketTags(
+        exists=True,
+        namespace_tag=tags.get(TAG_NAMESPACE),
+        owner=Owner(owner, tags.get(TAG_REPOSITORY) or None) if owner else None,
+    )
+
+
+def read_marker_owner(client: Any, bucket: str, key: str) -> tuple[bool, Owner | None]:
+    """``(exists, owner)`` of a marker object ``.dagster-branch.json``: one ``GetObject``.
+    A marker written before owners were recorded, or unreadable, has owner ``None``."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read(65_536)
+    except ClientError as exc:
+        if error_code(exc) in {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}:
+            return False, None
+        raise
+    try:
+        content = json.loads(body)
+    except ValueError:
+        return True, None
+    owner = content.get("owner") if isinstance(content, dict) else None
+    if not isinstance(owner, str) or not owner:
+        return True, None
+    repository = content.get("repository")
+    return True, Owner(owner, repository if isinstance(repository, str) else None)
 
 
 def _tail_namespace(name: str, prefix: str) -> Namespace | None:
@@ -98,6 +141,7 @@ class BucketFinding:
     base: str
     by_name: Namespace | None
     tag: str | None
+    tag_owner: Owner | None = None
 
     @property
     def by_tag(self) -> Namespace | None:
@@ -110,12 +154,18 @@ class BucketFinding:
         return self.by_name or self.by_tag
 
     def found_in(self, namespace: Namespace) -> frozenset[str]:
-        """``"s3"`` when the name parses back to ``namespace``, ``"tags"`` when the tag names it."""
+        """``"s3"`` when the name parses back to ``namespace``; ``"tags"`` when the tag names it
+        and an owner tag says who (else ``"tags (no owner)"``: not a record of anyone's)."""
+        tags = "tags" if self.tag_owner is not None else "tags (no owner)"
         return frozenset(
             source
-            for source, owner in (("s3", self.by_name), ("tags", self.by_tag))
+            for source, owner in (("s3", self.by_name), (tags, self.by_tag))
             if owner == namespace
         )
+
+    def is_foreign(self, owner: Owner) -> bool:
+        """True when another owner tagged the bucket: it is none of ``owner``'s business."""
+        return self.tag_owner is not None and self.tag_owner.name != owner.name
 
     def problem(self) -> str | None:
         """Why this bucket must not be removed by anyone's cleanup, or ``None``."""
@@ -165,51 +215,54 @@ def scan_buckets(
         tags = [resource.namespace_tag_of(name) for name in names]
     base = resource.bucket
     findings = [
-        BucketFinding(name, base, namespace_of_bucket(name, base), found.namespace_tag)
+        BucketFinding(name, base, namespace_of_bucket(name, base), found.namespace_tag, found.owner)
         for name, found in zip(names, tags, strict=True)
         if found.exists
     ]
-    return [f for f in findings if f.by_name is not None or f.tag is not None]
+    owner = resource.resolved_owner()
+    return [
+        f
+        for f in findings
+        if (f.by_name is not None or f.tag is not None) and not f.is_foreign(owner)
+    ]
 
 
-def _ledger_objects(resource: BranchS3Resource, namespace: Namespace | None) -> list[OwnedObject]:
+def _inventory(resource: BranchS3Resource, namespace: Namespace | None) -> LedgerInventory:
     if not resource.ledger_url:
-        return []
+        return LedgerInventory()
     with resource.open_ledger() as ledger:
-        entries = ledger.live_entries(namespace, store=resource.store_key)
-    return [entry.to_owned() for entry in entries]
+        return ledger.inventory(namespace, store=resource.store_key)
 
 
-def discover_namespaces(resource: BranchS3Resource) -> set[Namespace]:
-    """Namespaces found in S3 itself (namespace buckets, or folders under ``branch_root``)."""
-    if resource.strategy == "bucket":
-        return _discover_buckets(resource)
-    return _discover_folders(resource)
-
-
-def _discover_buckets(resource: BranchS3Resource) -> set[Namespace]:
-    found: set[Namespace] = set()
+def _discover_buckets(resource: BranchS3Resource) -> list[OwnedObject]:
+    found: list[OwnedObject] = []
     for finding in scan_buckets(resource):
         problem = finding.problem()
         if problem is not None:  # still listed: its cleanup run then shows the refusal
             _logger.warning(f"{resource.store_key}: {problem}.")
-        if finding.namespace is not None:
-            found.add(finding.namespace)
+        namespace = finding.namespace
+        if namespace is not None:
+            found.append(
+                OwnedObject(
+                    namespace, BACKEND, ObjectKind.BUCKET, finding.name, None,
+                    finding.found_in(namespace),
+                )
+            )  # fmt: skip
     return found
 
 
-def _discover_folders(resource: BranchS3Resource) -> set[Namespace]:
+def _discover_folders(resource: BranchS3Resource) -> list[OwnedObject]:
+    """Namespace folders under ``branch_root``, one ``ListObjectsV2`` per 1,000; without a
+    ledger, each folder's marker is read too (one ``GetObject`` each)."""
     client = resource.get_cleanup_client()
-    found: set[Namespace] = set()
     layout = resource.layout()
+    bucket = layout.branch_data_bucket
     root = clean_folder(resource.branch_root)
     paginator = client.get_paginator("list_objects_v2")
     pages = paginator.paginate(
-        Bucket=layout.branch_data_bucket,
-        Prefix=root + "/",
-        Delimiter="/",
-        PaginationConfig={"PageSize": 1000},
+        Bucket=bucket, Prefix=root + "/", Delimiter="/", PaginationConfig={"PageSize": 1000}
     )
+    namespaces: list[Namespace] = []
     try:
         for page in pages:
             for common in page.get("CommonPrefixes", []):
@@ -217,20 +270,76 @@ def _discover_folders(resource: BranchS3Resource) -> set[Namespace]:
                 namespace = namespace_of_key(folder, root=root)
                 # The folder must be exactly the namespace's own: '_branches/pr_42/'.
                 if namespace is not None and folder == namespace_prefix(namespace, root=root):
-                    found.add(namespace)
+                    namespaces.append(namespace)
     except ClientError as exc:
         if error_code(exc) != "NoSuchBucket":
             raise
-    return found
+    return [f for f in map(lambda ns: _folder(resource, ns), namespaces) if f is not None]
+
+
+def _folder(resource: BranchS3Resource, namespace: Namespace) -> OwnedObject | None:
+    """The namespace's folder as found in S3, with its marker's verdict when there is no
+    ledger: ``None`` when another owner's marker claims it."""
+    layout = resource.layout()
+    bucket, prefix = layout.namespace_root(namespace)
+    found_in = FOUND_IN_S3
+    if not resource.ledger_url:
+        client = resource.get_cleanup_client()
+        exists, owner = read_marker_owner(client, bucket, layout.marker_key(namespace))
+        if owner is not None and owner.name != resource.resolved_owner().name:
+            return None
+        if exists:
+            found_in = found_in | {"marker" if owner is not None else "marker (no owner)"}
+    return OwnedObject(namespace, BACKEND, ObjectKind.PREFIX, prefix, bucket, found_in)
+
+
+def _discovered(resource: BranchS3Resource) -> list[OwnedObject]:
+    if resource.strategy == "bucket":
+        return _discover_buckets(resource)
+    return _discover_folders(resource)
+
+
+def discover_namespaces(resource: BranchS3Resource) -> set[Namespace]:
+    """Namespaces found in S3 itself (namespace buckets, or folders under ``branch_root``),
+    recorded or not; another owner's are left out."""
+    return {obj.namespace for obj in _discovered(resource)}
 
 
 def list_namespaces(resource: BranchS3Resource) -> set[Namespace]:
-    """Ledger namespaces plus discovered ones."""
-    ledger: set[Namespace] = set()
-    if resource.ledger_url:
-        with resource.open_ledger() as opened:
-            ledger = opened.namespaces(store=resource.store_key)
-    return ledger | discover_namespaces(resource)
+    """Namespaces this owner recorded: live ledger rows, plus namespace buckets with this
+    owner's tags and (without a ledger) folders with this owner's marker. Objects found by name
+    only are left to :func:`unrecorded_objects`."""
+    recorded = {e.namespace for e in _inventory(resource, None).records}
+    if resource.strategy == "bucket" or not resource.ledger_url:
+        recorded |= {obj.namespace for obj in _discovered(resource) if obj.recorded}
+    return recorded
+
+
+def unrecorded_objects(resource: BranchS3Resource) -> list[OwnedObject]:
+    """Buckets or folders shaped like a namespace's that no record of this owner names (found
+    by name only, or recorded before owners were kept); another owner's are left out."""
+    found = _inventory(resource, None)
+    mine = {e.identity for e in found.records}
+    objects = [e.to_owned() for e in found.unowned] + [
+        obj
+        for obj in _discovered(resource)
+        if _identity(obj) not in mine and _identity(obj) not in found.foreign
+    ]
+    return [obj for obj in _merged(objects) if not obj.recorded]
+
+
+def _identity(obj: OwnedObject) -> tuple[str, str | None, str]:
+    return (obj.backend, obj.container, obj.name)
+
+
+def _merged(objects: list[OwnedObject]) -> list[OwnedObject]:
+    merged: dict[OwnedObject, frozenset[str]] = {}
+    for obj in objects:
+        merged[obj] = merged.get(obj, frozenset()) | obj.found_in
+    return sorted(
+        OwnedObject(o.namespace, o.backend, o.kind, o.name, o.container, found_in)
+        for o, found_in in merged.items()
+    )
 
 
 def has_anything(client: Any, bucket: str, prefix: str) -> bool:
@@ -255,7 +364,7 @@ def has_anything(client: Any, bucket: str, prefix: str) -> bool:
 
 
 def discover_objects(resource: BranchS3Resource, namespace: Namespace) -> list[OwnedObject]:
-    """The namespace's bucket or prefix, if it exists in S3 now."""
+    """The namespace's bucket or prefix, if it exists in S3 now (another owner's left out)."""
     if resource.strategy == "bucket":
         return [
             OwnedObject(namespace, BACKEND, ObjectKind.BUCKET, f.name, None, f.found_in(namespace))
@@ -264,52 +373,70 @@ def discover_objects(resource: BranchS3Resource, namespace: Namespace) -> list[O
         ]
     client = resource.get_cleanup_client()
     bucket, prefix = resource.layout().namespace_root(namespace)
-    if has_anything(client, bucket, prefix):
-        return [OwnedObject(namespace, BACKEND, ObjectKind.PREFIX, prefix, bucket, FOUND_IN_S3)]
-    return []
+    if not has_anything(client, bucket, prefix):
+        return []
+    folder = _folder(resource, namespace)
+    return [folder] if folder is not None else []
 
 
 def objects_of(resource: BranchS3Resource, namespace: Namespace) -> list[OwnedObject]:
-    """Ledger rows and discovery for one namespace, merged (``found_in`` tells from where)."""
-    merged: dict[OwnedObject, frozenset[str]] = {}
-    for obj in _ledger_objects(resource, namespace) + discover_objects(resource, namespace):
-        merged[obj] = merged.get(obj, frozenset()) | obj.found_in
-    return sorted(
-        OwnedObject(o.namespace, o.backend, o.kind, o.name, o.container, found_in)
-        for o, found_in in merged.items()
-    )
+    """This owner's records (and rows without owner) and discovery for one namespace, merged
+    (``found_in`` tells from where); objects another owner recorded are left out."""
+    found = _inventory(resource, namespace)
+    discovered = [
+        obj for obj in discover_objects(resource, namespace) if _identity(obj) not in found.foreign
+    ]
+    recorded = [e.to_owned() for e in found.records + found.unowned]
+    return _merged(recorded + discovered)
 
 
 def ownership_problem(resource: BranchS3Resource, obj: OwnedObject) -> str | None:
     """Why the cleanup of ``obj.namespace`` must not remove ``obj``; ``None`` when it may.
 
-    The second key of the safety invariant: the name must parse back to the namespace, and it
-    is never the production bucket, the shared branch bucket, or a prefix outside
-    ``branch_root``.
+    The second key of the safety invariant: the object must be exactly where the resource's
+    current configuration puts the namespace (the same bucket, the same prefix under
+    ``branch_root``, or the namespace's own bucket under ``strategy="bucket"``), and never the
+    production bucket, the shared branch bucket, or a prefix overlapping production's. A record
+    (ledger row) naming any other place is a *mismatch*: refused, whatever the record says.
     """
     layout = resource.layout()
     namespace = obj.namespace
     where = obj.qualified_name
     if obj.backend != BACKEND:
         return f"{where} is a {obj.backend} object, not an S3 one"
-    if obj.kind is ObjectKind.BUCKET:
-        if obj.name in {layout.bucket, layout.branch_data_bucket}:
-            return f"bucket {obj.name!r} is the production or the shared branch bucket"
-        if namespace_of_bucket(obj.name, layout.bucket) != namespace:
-            return f"bucket {obj.name!r} is not a bucket of {namespace} (from {layout.bucket!r})"
-        return _tag_problem(resource, obj.name, namespace)
-    if obj.kind is not ObjectKind.PREFIX:
+    if obj.kind not in {ObjectKind.BUCKET, ObjectKind.PREFIX}:
         return f"{where} is a {obj.kind.value}: an S3 store removes only prefixes and buckets"
-    if not obj.container:
+    if obj.kind is ObjectKind.BUCKET and obj.name in {layout.bucket, layout.branch_data_bucket}:
+        return f"bucket {obj.name!r} is the production or the shared branch bucket"
+    if obj.kind is ObjectKind.PREFIX and not obj.container:
         return f"prefix {obj.name!r} names no bucket"
-    expected = namespace_prefix(namespace, root=clean_folder(resource.branch_root))
-    if obj.name != expected:
-        return f"prefix {obj.name!r} is not the namespace folder {expected!r} under branch_root"
-    if obj.container == layout.bucket:
+    if obj.kind is ObjectKind.PREFIX and obj.container == layout.bucket:
         production = layout.production_folder
         if not production or obj.name.startswith(production) or production.startswith(obj.name):
             return f"{where} overlaps production's prefix {production!r} in {layout.bucket!r}"
+    bucket, prefix = layout.namespace_root(namespace)
+    expected = f"s3://{bucket}/{prefix}"
+    if obj.kind is ObjectKind.BUCKET:
+        if namespace_of_bucket(obj.name, layout.bucket) not in {namespace, None}:
+            return f"bucket {obj.name!r} is not a bucket of {namespace} (from {layout.bucket!r})"
+        if prefix or obj.name != bucket:
+            return _mismatch(f"bucket {obj.name!r}", namespace, expected)
+        return _tag_problem(resource, obj.name, namespace)
+    if not prefix:
+        return _mismatch(f"prefix {where!r}", namespace, expected)
+    if obj.name != prefix:
+        return f"prefix {obj.name!r} is not the namespace folder {prefix!r} under branch_root"
+    if obj.container != bucket:
+        return _mismatch(f"prefix {where!r} (bucket {obj.container!r})", namespace, expected)
     return None
+
+
+def _mismatch(what: str, namespace: Namespace, expected: str) -> str:
+    return (
+        f"mismatch: {what} is not where the current configuration puts {namespace} "
+        f"({expected}); it is not removed. If the configuration changed since it was recorded, "
+        "empty it by hand and mark its ledger row dropped"
+    )
 
 
 def _tag_problem(resource: BranchS3Resource, bucket: str, namespace: Namespace) -> str | None:
@@ -320,4 +447,7 @@ def _tag_problem(resource: BranchS3Resource, bucket: str, namespace: Namespace) 
         return f"the tags of bucket {bucket!r} could not be read ({error_code(exc)})"
     if tags.namespace_tag is not None and tags.namespace_tag != namespace.key:
         return _tag_conflict(bucket, namespace, tags.namespace_tag)
+    owner = resource.resolved_owner()
+    if tags.owner is not None and tags.owner.name != owner.name:
+        return f"bucket {bucket!r} is tagged as {tags.owner.describe()}'s, not {owner.describe()}'s"
     return None

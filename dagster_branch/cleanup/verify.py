@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dagster_branch.cleanup.plan import DEFAULT_MAX_OBJECTS, CleanupPlan
+from dagster_branch.cleanup.plan import DEFAULT_MAX_OBJECTS, CleanupPlan, PlannedObject
 from dagster_branch.context import DeploymentContext
 from dagster_branch.errors import CleanupRefusedError, DagsterBranchError
 from dagster_branch.inventory import BranchStore
@@ -31,6 +31,7 @@ __all__ = [
     "Verdict",
     "branch_deployment_refusal",
     "check_plan",
+    "ownership_problems",
     "refusal_message",
     "refuse_in_branch_deployment",
     "verify_plan",
@@ -95,26 +96,38 @@ def _deployment_reasons(env: Mapping[str, str] | None) -> list[str]:
     return [reason] if reason else []
 
 
-def _ownership_reasons(plan: CleanupPlan, stores: Mapping[str, BranchStore]) -> list[str]:
-    reasons: list[str] = []
-    for planned in plan:
+def ownership_problems(
+    plan: CleanupPlan, stores: Mapping[str, BranchStore]
+) -> dict[PlannedObject, str]:
+    """Why each object the plan would remove must not be (another namespace, no such store,
+    a name or place that is not the namespace's: a *mismatch*); objects without a problem are
+    left out, and so are unrecorded objects the plan keeps (they are only reported)."""
+    problems: dict[PlannedObject, str] = {}
+    for planned in plan.removable:
         if planned.obj.namespace != plan.namespace:
-            reasons.append(
-                f"{planned.describe()} belongs to {planned.obj.namespace}, not {plan.namespace}: "
-                "the store reported an object of another namespace; nothing will be removed."
+            problems[planned] = (
+                f"belongs to {planned.obj.namespace}, not {plan.namespace}: the store reported "
+                "an object of another namespace; nothing will be removed."
             )
             continue
         store = stores.get(planned.store_key)
         if store is None:
-            reasons.append(f"{planned.describe()}: no store is configured under that key.")
+            problems[planned] = "no store is configured under that key."
             continue
         try:
             problem = store.ownership_problem(planned.obj)
         except DagsterBranchError as exc:
             problem = f"its ownership could not be checked ({exc})"
         if problem:
-            reasons.append(f"{planned.describe()}: {problem}")
-    return reasons
+            problems[planned] = problem
+    return problems
+
+
+def _ownership_reasons(plan: CleanupPlan, stores: Mapping[str, BranchStore]) -> list[str]:
+    return [
+        f"{planned.describe()}: {problem}"
+        for planned, problem in ownership_problems(plan, stores).items()
+    ]
 
 
 def _pull_request_reasons(

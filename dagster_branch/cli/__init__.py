@@ -2,7 +2,8 @@
 
 Commands: ``context`` (the deployment and namespace this environment resolves to), ``plan``
 (what a cleanup would remove), ``cleanup`` (run the cleanup job in process), ``orphans`` (live
-namespaces the sensor would clean, or cannot decide on) and ``demo`` (the whole lifecycle,
+namespaces the sensor would clean, or cannot decide on, and unrecorded objects), ``claim``
+(adopt ledger rows written before owners were recorded) and ``demo`` (the whole lifecycle,
 locally). Exit codes are listed in :mod:`dagster_branch.cli.errors`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from dagster_branch.cli.claim import claim
 from dagster_branch.cli.cleanup import cleanup, plan
 from dagster_branch.cli.context import context
 from dagster_branch.cli.demo import demo
@@ -33,4 +35,5 @@ main.add_command(context)
 main.add_command(plan)
 main.add_command(cleanup)
 main.add_command(orphans)
+main.add_command(claim)
 main.add_command(demo)

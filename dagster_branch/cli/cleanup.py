@@ -19,9 +19,14 @@ import click
 import dagster as dg
 
 from dagster_branch.cleanup.job import CleanupOutcome
-from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
-from dagster_branch.cleanup.report import status_of
-from dagster_branch.cleanup.verify import Verdict, check_plan, refuse_in_branch_deployment
+from dagster_branch.cleanup.plan import CleanupPlan, PlannedObject, build_cleanup_plan
+from dagster_branch.cleanup.report import KEPT_STATUS, plan_status, status_of
+from dagster_branch.cleanup.verify import (
+    Verdict,
+    check_plan,
+    ownership_problems,
+    refuse_in_branch_deployment,
+)
 from dagster_branch.cli.errors import (
     EXIT_ERROR,
     EXIT_INCOMPLETE,
@@ -50,10 +55,17 @@ _EXIT_CODES = {"CleanupRefusedError": EXIT_REFUSED, "CleanupIncompleteError": EX
 
 
 def _inspect(
-    defs: dg.Definitions, namespace: Namespace, *, require_closed: bool = True
-) -> tuple[CleanupPlan, Verdict]:
+    defs: dg.Definitions,
+    namespace: Namespace,
+    *,
+    require_closed: bool = True,
+    include_unrecorded: bool = False,
+) -> tuple[CleanupPlan, Verdict, dict[PlannedObject, str]]:
     with open_resources(defs) as opened:
-        cleanup_plan = build_cleanup_plan(namespace, opened.stores)
+        cleanup_plan = build_cleanup_plan(
+            namespace, opened.stores, include_unrecorded=include_unrecorded
+        )
+        problems = ownership_problems(cleanup_plan, opened.stores)
         verdict = check_plan(
             cleanup_plan,
             opened.stores,
@@ -61,10 +73,18 @@ def _inspect(
             require_closed=require_closed,
             source_key=opened.source_key,
         )
-    return cleanup_plan, verdict
+    return cleanup_plan, verdict, problems
 
 
-def _plan_rows(cleanup_plan: CleanupPlan) -> list[list[str]]:
+def _short_status(cleanup_plan: CleanupPlan, planned: PlannedObject, problems: Any) -> str:
+    """The table's status cell; a refusal's reason is printed in full below the table."""
+    status = plan_status(cleanup_plan, planned, problems)
+    if not status.startswith("refused: "):
+        return status
+    return "refused: mismatch" if "mismatch:" in status else "refused"
+
+
+def _plan_rows(cleanup_plan: CleanupPlan, problems: dict[PlannedObject, str]) -> list[list[str]]:
     return [
         [
             p.store_key,
@@ -72,7 +92,9 @@ def _plan_rows(cleanup_plan: CleanupPlan) -> list[list[str]]:
             p.name,
             ", ".join(sorted(p.obj.found_in)) or "-",
             f"{p.survey.contents:,}{'' if p.survey.complete else '+'}",
-            "REFUSED: outside objects depend on it" if p.survey.dependents else "-",
+            "REFUSED: outside objects depend on it"
+            if p.survey.dependents
+            else _short_status(cleanup_plan, p, problems),
         ]
         for p in cleanup_plan
     ]
@@ -91,17 +113,27 @@ def _echo_refused(refused: list[tuple[str, tuple[str, ...]]]) -> None:
             click.echo(f"    - {dependent}")
 
 
-def _echo_plan(cleanup_plan: CleanupPlan, verdict: Verdict) -> None:
+def _echo_plan(
+    cleanup_plan: CleanupPlan, verdict: Verdict, problems: dict[PlannedObject, str]
+) -> None:
     stores = ", ".join(cleanup_plan.store_keys)
     if cleanup_plan.is_empty:
         click.echo(f"{cleanup_plan.namespace} owns nothing in {stores}: nothing to remove.")
         return
     click.echo(f"Plan for {cleanup_plan.namespace} (stores: {stores})\n")
-    header = ["store", "kind", "name", "found in", "contents", "note"]
-    click.echo(format_table(header, _plan_rows(cleanup_plan)))
+    header = ["store", "kind", "name", "found in", "contents", "status"]
+    click.echo(format_table(header, _plan_rows(cleanup_plan, problems)))
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(cleanup_plan.counts().items()))
     inside = f"{cleanup_plan.contents:,}{'' if cleanup_plan.contents_complete else '+'}"
-    click.echo(f"\n{len(cleanup_plan)} object(s): {counts}; {inside} to remove with contents.")
+    click.echo(
+        f"\n{len(cleanup_plan.removable)} object(s) to remove: {counts or 'none'}; "
+        f"{inside} to remove with contents."
+    )
+    if cleanup_plan.kept:
+        click.echo(
+            f"{len(cleanup_plan.kept)} unrecorded object(s) kept: found by name only, no record "
+            "of this code location names them (--include-unrecorded removes them too)."
+        )
     _echo_refused([(p.describe(), p.survey.dependents) for p in cleanup_plan.refused()])
     if verdict.reasons:
         click.echo("The cleanup job would refuse this plan now:")
@@ -125,9 +157,18 @@ def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+_INCLUDE_UNRECORDED = click.option(
+    "--include-unrecorded",
+    is_flag=True,
+    help="Also remove objects found by their name alone (no ledger row, marker or tag of this "
+    "code location records them); by default they are listed and kept.",
+)
+
+
 @click.command()
 @definitions_options
 @namespace_options
+@_INCLUDE_UNRECORDED
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @reports_errors
 def plan(
@@ -136,16 +177,20 @@ def plan(
     namespace: str | None,
     pull_request: str | None,
     branch: str | None,
+    include_unrecorded: bool,
     as_json: bool,
 ) -> None:
     """Show what the cleanup of one namespace would remove (reads only)."""
     target = resolve_namespace(namespace, pull_request, branch)
     defs = load_target(module_name, python_file)
-    cleanup_plan, verdict = _inspect(defs, target)
+    cleanup_plan, verdict, problems = _inspect(defs, target, include_unrecorded=include_unrecorded)
     if as_json:
-        echo_json({**cleanup_plan.to_dict(), "verification": _verdict_dict(verdict)})
+        body = cleanup_plan.to_dict()
+        for planned, entry in zip(cleanup_plan, body["objects"], strict=True):
+            entry["status"] = plan_status(cleanup_plan, planned, problems)
+        echo_json({**body, "verification": _verdict_dict(verdict)})
     else:
-        _echo_plan(cleanup_plan, verdict)
+        _echo_plan(cleanup_plan, verdict, problems)
 
 
 @contextlib.contextmanager
@@ -184,6 +229,8 @@ def _echo_outcome(outcome: CleanupOutcome) -> None:
          status_of(r, dry_run=outcome.dry_run), r.objects or "-"]
         for removal in outcome.removals
         for r in removal.results
+    ] + [
+        [p.store_key, p.kind.value, p.name, KEPT_STATUS, "-"] for p in outcome.plan.kept
     ]  # fmt: skip
     if rows:
         click.echo(format_table(["store", "kind", "name", "status", "objects"], rows))
@@ -216,6 +263,7 @@ def run_cleanup_job(
     job_name: str = DEFAULT_JOB,
     dry_run: bool = False,
     require_closed: bool = True,
+    include_unrecorded: bool = False,
     verbose: bool = False,
 ) -> CleanupOutcome:
     """Execute the Definitions' cleanup job in process for ``namespace``.
@@ -224,7 +272,12 @@ def run_cleanup_job(
         CommandFailed: the run failed; the exit code tells refusal from partial failure.
     """
     job = _cleanup_job(defs, job_name)
-    config = {"namespace": namespace.key, "dry_run": dry_run, "require_closed": require_closed}
+    config = {
+        "namespace": namespace.key,
+        "dry_run": dry_run,
+        "require_closed": require_closed,
+        "include_unrecorded": include_unrecorded,
+    }
     # The run's own event log is kept (in DAGSTER_HOME when set); the terminal gets the summary.
     log_level = "DEBUG" if verbose else "CRITICAL"
     with _instance() as instance:
@@ -256,6 +309,7 @@ def run_cleanup_job(
     help="Do not require the pull request to be closed (for a namespace the source cannot "
     "judge); every other check still applies.",
 )
+@_INCLUDE_UNRECORDED
 @click.option("--job", "job_name", default=DEFAULT_JOB, show_default=True, help="Cleanup job.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the run's event log.")
 @reports_errors
@@ -268,6 +322,7 @@ def cleanup(
     dry_run: bool,
     yes: bool,
     no_pr_check: bool,
+    include_unrecorded: bool,
     job_name: str,
     verbose: bool,
 ) -> None:
@@ -276,16 +331,18 @@ def cleanup(
     target = resolve_namespace(namespace, pull_request, branch)
     defs = load_target(module_name, python_file)
     _cleanup_job(defs, job_name)  # fail before asking anything if there is no such job
-    cleanup_plan, verdict = _inspect(defs, target, require_closed=not no_pr_check)
-    _echo_plan(cleanup_plan, verdict)
-    if cleanup_plan.is_empty:
+    cleanup_plan, verdict, problems = _inspect(
+        defs, target, require_closed=not no_pr_check, include_unrecorded=include_unrecorded
+    )
+    _echo_plan(cleanup_plan, verdict, problems)
+    if not cleanup_plan.removable:
         return
     if verdict.reasons and not dry_run:
         raise failure(
             f"Nothing was removed: verification refused the cleanup of {target}.", EXIT_REFUSED
         )
     if not dry_run and not yes:
-        question = f"\nRemove these {len(cleanup_plan)} object(s) of {target}?"
+        question = f"\nRemove these {len(cleanup_plan.removable)} object(s) of {target}?"
         if not click.confirm(question, default=False):
             raise failure("Nothing was removed.", EXIT_ERROR)
     click.echo(f"\nRunning job {job_name!r} in process{' (dry run)' if dry_run else ''}...")
@@ -295,6 +352,7 @@ def cleanup(
         job_name=job_name,
         dry_run=dry_run,
         require_closed=not no_pr_check,
+        include_unrecorded=include_unrecorded,
         verbose=verbose,
     )
     _echo_outcome(outcome)

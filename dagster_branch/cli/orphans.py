@@ -2,12 +2,16 @@
 
 It makes exactly the sensor's decision (:func:`~dagster_branch.sensors.evaluate_namespaces`,
 hence :func:`~dagster_branch.decision.should_clean`) from the same stores and source, so what it
-lists as "clean now" is what the sensor would request a cleanup run for.
+lists as "clean now" is what the sensor would request a cleanup run for. It also lists the
+*unrecorded* objects: shaped like a namespace's but recorded by no ledger row, marker or tag of
+this code location, which no cleanup removes unless told to (``--include-unrecorded``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import click
 
@@ -15,6 +19,7 @@ from dagster_branch.cli.errors import failure, reports_errors
 from dagster_branch.cli.output import echo_json, format_table
 from dagster_branch.cli.target import definitions_options, load_target, open_resources
 from dagster_branch.decision import DEFAULT_GRACE_PERIOD, Decision, DecisionKind
+from dagster_branch.inventory import OwnedObject
 from dagster_branch.sensors import evaluate_namespaces
 
 __all__ = ["orphans"]
@@ -26,6 +31,37 @@ _VERDICTS = {
     DecisionKind.ACTIVE: "keep",
     DecisionKind.UNKNOWN: "unknown: kept",
 }
+
+
+def unrecorded_by_store(stores: Mapping[str, Any]) -> list[tuple[str, OwnedObject]]:
+    """``(store key, object)`` for every unrecorded object of the stores that can list them."""
+    found: list[tuple[str, OwnedObject]] = []
+    for key, store in stores.items():
+        lister = getattr(store, "unrecorded_objects", None)
+        if callable(lister):
+            found += [(key, obj) for obj in lister()]
+    return found
+
+
+def _echo_unrecorded(unrecorded: list[tuple[str, OwnedObject]]) -> None:
+    if not unrecorded:
+        return
+    rows = [
+        [
+            obj.namespace.key,
+            key,
+            obj.kind.value,
+            obj.qualified_name,
+            ", ".join(sorted(obj.found_in)),
+        ]
+        for key, obj in unrecorded
+    ]
+    click.echo(
+        f"\n{len(rows)} unrecorded object(s): found by name only (or recorded before owners "
+        "were kept), so no cleanup removes them; check each, then run `dagster-branch cleanup "
+        "... --namespace <key> --include-unrecorded` (or `dagster-branch claim`):"
+    )
+    click.echo(format_table(["namespace", "store", "kind", "location", "found in"], rows))
 
 
 def _is_orphan(decision: Decision) -> bool:
@@ -65,6 +101,7 @@ def orphans(
         evaluation = evaluate_namespaces(
             opened.stores, opened.source, grace_period=timedelta(minutes=grace_minutes)
         )
+        unrecorded = unrecorded_by_store(opened.stores)
     rows = [
         (namespace, decision)
         for namespace, decision in sorted(evaluation.decisions.items())
@@ -86,14 +123,26 @@ def orphans(
                     }
                     for ns, d in rows
                 ],
+                "unrecorded": [
+                    {
+                        "namespace": obj.namespace.key,
+                        "store": key,
+                        "kind": obj.kind.value,
+                        "location": obj.qualified_name,
+                        "found_in": sorted(obj.found_in),
+                    }
+                    for key, obj in unrecorded
+                ],
             }
         )
         return
     if not evaluation.live:
         click.echo("No live branch namespace in any store.")
+        _echo_unrecorded(unrecorded)
         return
     if not rows:
         click.echo(f"All {len(evaluation.live)} live namespace(s) have an open pull request.")
+        _echo_unrecorded(unrecorded)
         return
     table = [
         [ns.key, d.state.state.value if d.state is not None else "-", _VERDICTS[d.kind], d.reason]
@@ -105,3 +154,4 @@ def orphans(
         f"\n{cleanable} of {len(evaluation.live)} live namespace(s) would be cleaned now; "
         "remove one with `dagster-branch cleanup ... --namespace <key>`."
     )
+    _echo_unrecorded(unrecorded)

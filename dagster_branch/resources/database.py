@@ -53,6 +53,7 @@ from dagster_branch.errors import (
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, Survey
 from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, retry_on_conflict
 from dagster_branch.naming import Namespace, namespace_of_schema, schema_name, table_name
+from dagster_branch.ownership import OWNER_FIELD_DESCRIPTION, Owner
 from dagster_branch.seeding import SeededTable, SeedRequest, seed_metadata, seed_tables
 
 __all__ = ["BranchDatabaseResource", "TableLocation"]
@@ -199,6 +200,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         default="warehouse",
         description="The resource key this resource is bound to, recorded in the ledger.",
     )
+    owner: str | None = Field(default=None, description=OWNER_FIELD_DESCRIPTION)
     max_identifier_bytes: int | None = Field(
         default=None,
         ge=16,
@@ -212,7 +214,6 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
     _engine: sa.Engine | None = PrivateAttr(default=None)
     _cleanup_engine: sa.Engine | None = PrivateAttr(default=None)
     _ensured: bool = PrivateAttr(default=False)
-    _recorded: set[str] = PrivateAttr(default_factory=set)
     _ledgers: dict[int, Ledger] = PrivateAttr(default_factory=dict)
     _seeded: list[SeededTable] = PrivateAttr(default_factory=list)
 
@@ -414,12 +415,15 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
 
         Creates the namespace first (:meth:`ensure_namespace`) and, with the table-prefix
         strategy, records the table in the ledger: calling this means "I am about to write".
+        Every call records again (one ``SELECT`` when the row is live): a cleanup that dropped
+        the namespace meanwhile and marked its rows dropped is followed by a new live row, never
+        by an object the ledger says is gone.
         """
         location = self._branch_location(name)
         self.guard_write(location.schema, location.name)
         self.ensure_namespace()
         r = self.routing()
-        if r.prefix and r.namespace is not None and location.name not in self._recorded:
+        if r.prefix and r.namespace is not None:
             self._record(ObjectKind.TABLE, location.name, container=location.schema)
         return location
 
@@ -582,14 +586,22 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         # One Ledger per engine: it remembers that its table exists, saving catalog queries.
         ledger = self._ledgers.get(id(engine))
         if ledger is None or ledger.engine is not engine:
-            ledger = self._ledgers[id(engine)] = Ledger(engine, control_schema=self.control_schema)
+            ledger = self._ledgers[id(engine)] = Ledger(
+                engine, control_schema=self.control_schema, owner=self.resolved_owner()
+            )
         return ledger
 
-    def _record(self, kind: ObjectKind, name: str, *, container: str | None = None) -> None:
+    def resolved_owner(self) -> Owner:
+        """Who this resource's records belong to: ``owner``, else the code location."""
+        return Owner.resolve(self.owner, self.deployment)
+
+    def _record(self, kind: ObjectKind, name: str, *, container: str | None = None) -> bool:
+        """Record an object of this deployment's namespace; ``True`` if a new live row was
+        written (the first time, or after a cleanup marked the last one dropped)."""
         r = self.routing()
         ledger = self.ledger()
         if ledger is not None and r.namespace is not None:
-            ledger.record(
+            return ledger.record(
                 LedgerEntry(
                     namespace=r.namespace,
                     store=self.store_key,
@@ -604,13 +616,15 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
                     git_sha=r.deployment.git_sha,
                 )
             )
-        self._recorded.add(name)
+        return False
 
     def marker(self) -> str:
         """The comment that marks a branch schema, so a lost ledger can be rebuilt."""
         d = self.deployment
         parts = [f"dagster-branch namespace={d.namespace}"]
         for label, value in (
+            ("owner", self.resolved_owner().name),
+            ("repository", d.git_repo),
             ("pull_request", d.pull_request_id),
             ("branch", d.git_branch),
             ("deployment", d.deployment_name),
@@ -621,17 +635,23 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         return " ".join(parts)
 
     def ensure_namespace(self) -> None:
-        """Create this deployment's schema if missing and record it; idempotent, once per run.
+        """Create this deployment's schema if missing and record it; idempotent.
 
-        Production: makes sure ``base_schema`` exists. Branch (schema strategy): ``CREATE SCHEMA
-        IF NOT EXISTS``, a ``COMMENT ON SCHEMA`` marker where the dialect has one, and a ledger
-        row. Table-prefix strategy: the shared ``branch_schema`` is created only if missing;
-        tables are recorded one by one by :meth:`table`.
+        Production: makes sure ``base_schema`` exists. Branch (schema strategy): a ledger row
+        first (which refuses a schema another owner recorded), then ``CREATE SCHEMA IF NOT
+        EXISTS`` and a ``COMMENT ON SCHEMA`` marker where the dialect has one. Table-prefix
+        strategy: the shared ``branch_schema`` is created only if missing; tables are recorded
+        one by one by :meth:`table`. The schema is created once per run; the ledger row is
+        checked on every call (one ``SELECT``), and a row a cleanup marked dropped meanwhile is
+        recorded again and the schema re-created.
         """
-        if self._ensured:
-            return
         r = self.routing()
         branch_schema = r.namespace is not None and not r.prefix
+        # Recorded first: never an unrecorded schema, nor one of another owner.
+        if branch_schema and self._record(ObjectKind.SCHEMA, r.target_schema):
+            self._ensured = False  # a new row: the first write, or the schema was cleaned
+        if self._ensured:
+            return
         try:  # two runs of one branch may race on CREATE SCHEMA
             retry_on_conflict(lambda: self._create_target_schema(r, mark=branch_schema))
         except sa.exc.SQLAlchemyError as exc:
@@ -640,8 +660,6 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
                 f"{self.redact(db_error_text(exc))}. Give this deployment's role CREATE "
                 "on the database, or create the schema beforehand."
             ) from exc
-        if branch_schema:
-            self._record(ObjectKind.SCHEMA, r.target_schema)
         self._ensured = True
         if r.namespace is not None and self.seed_tables:
             self._seed(r)
@@ -701,10 +719,23 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
     # -- BranchStore ----------------------------------------------------------------------------
 
     def list_namespaces(self) -> set[Namespace]:
-        """Every namespace owning objects here: ledger rows plus discovered names."""
+        """Every namespace this resource's owner recorded here (live ledger rows)."""
         from dagster_branch.cleanup.database import list_namespaces
 
         return list_namespaces(self)
+
+    def claim_unowned_records(self) -> int:
+        """Make this resource's owner the owner of its store's live ledger rows that have none
+        (written before owners were recorded); returns how many (``dagster-branch claim``)."""
+        ledger = self.ledger(self.get_cleanup_engine())
+        return ledger.claim_unowned(store=self.store_key) if ledger is not None else 0
+
+    def unrecorded_objects(self) -> list[OwnedObject]:
+        """Objects shaped like a namespace's that no record of this owner names (found by name
+        only, or recorded before owners were kept): what ``dagster-branch orphans`` reports."""
+        from dagster_branch.cleanup.database import unrecorded_objects
+
+        return unrecorded_objects(self)
 
     def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
         """The objects ``namespace`` owns here (ledger and discovery, deduplicated)."""

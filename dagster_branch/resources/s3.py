@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,12 +36,15 @@ from dagster_branch.errors import (
     DagsterBranchConfigError,
     DagsterBranchError,
     NamespaceViolationError,
+    OwnershipConflictError,
 )
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, Survey
 from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text
 from dagster_branch.naming import Namespace
+from dagster_branch.ownership import OWNER_FIELD_DESCRIPTION, Owner
 from dagster_branch.resources.s3_layout import (
     TAG_NAMESPACE,
+    TAG_OWNER,
     TAG_PULL_REQUEST,
     TAG_REPOSITORY,
     S3Layout,
@@ -140,6 +144,15 @@ class BranchS3Resource(S3Resource):
         default="lake",
         description="The resource key this resource is bound to, recorded in the ledger.",
     )
+    owner: str | None = Field(default=None, description=OWNER_FIELD_DESCRIPTION)
+    record_again_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="A branch write records its namespace again (one ledger SELECT, or the "
+        "marker's GET and PUT) when the last record is older than this: a cleanup that marked "
+        "the namespace dropped meanwhile is followed by a new record, not by unrecorded keys. "
+        "0 records before every write.",
+    )
     cleanup_strategy: Literal["delete", "expire"] = Field(
         default="delete",
         description="How the cleanup removes a namespace: 'delete' lists and deletes now; "
@@ -181,6 +194,7 @@ class BranchS3Resource(S3Resource):
     _session: Any = PrivateAttr(default=None)
     _ledger: Ledger | None = PrivateAttr(default=None)
     _ensured: tuple[str, str] | None = PrivateAttr(default=None)
+    _ensured_at: float = PrivateAttr(default=0.0)
     # Namespace tags of existing buckets, read once per instance (discovery, verify, removal).
     _bucket_tags: dict[str, BucketTags] = PrivateAttr(default_factory=dict)
 
@@ -350,12 +364,19 @@ class BranchS3Resource(S3Resource):
     def ensure_namespace(self) -> None:
         """Create and record this deployment's namespace; idempotent and cheap to repeat.
 
-        Production: nothing to do. Bucket strategy: creates the namespace bucket if missing,
-        with its lifecycle safety net and tags (one ``GetBucketTagging`` when it exists).
-        Then records ownership in the ledger (``ledger_url``) or, without one, (re)writes the
-        marker object ``.dagster-branch.json`` at the namespace's root (one ``PUT`` per run).
-        Called automatically before the first write through :meth:`get_client` or the IO
-        manager.
+        Production: nothing to do. First records ownership in the ledger (``ledger_url``),
+        which refuses a name another owner recorded. Bucket strategy: creates the namespace
+        bucket if missing, with its lifecycle safety net and tags, owner included (one
+        ``GetBucketTagging`` when it exists). Without a ledger, reads the marker object
+        ``.dagster-branch.json`` at the namespace's root and (re)writes it with this owner (one
+        ``GET`` and one ``PUT``). Called automatically before the first write through
+        :meth:`get_client` or the IO manager, and again before the first write after
+        ``record_again_seconds`` (a minute), so that a record a cleanup marked dropped
+        meanwhile is written again.
+
+        Raises:
+            OwnershipConflictError: another owner (code location, repository) recorded the
+                namespace's bucket or prefix.
         """
         namespace = self.namespace
         if namespace is None:
@@ -363,15 +384,16 @@ class BranchS3Resource(S3Resource):
         layout = self.layout()
         root = layout.namespace_root(namespace)
         with _ENSURE_LOCK:
-            if self._ensured == root:
+            fresh = time.monotonic() - self._ensured_at < self.record_again_seconds
+            if self._ensured == root and fresh:
                 return
             bucket, prefix = root
             try:
+                if self.ledger_url:  # first: never an unrecorded bucket, nor another owner's
+                    self._record(namespace, bucket, prefix)
                 if self.strategy == "bucket":
                     self._ensure_bucket(bucket, namespace)
-                if self.ledger_url:
-                    self._record(namespace, bucket, prefix)
-                else:
+                if not self.ledger_url:
                     self._put_marker(namespace, bucket, layout.marker_key(namespace))
             except (ClientError, BotoCoreError) as exc:
                 raise DagsterBranchError(
@@ -379,13 +401,14 @@ class BranchS3Resource(S3Resource):
                     f"{error_code(exc)}. Check that this deployment's credentials may write "
                     "there (and create buckets, under strategy='bucket')."
                 ) from exc
-            self._ensured = root
+            self._ensured, self._ensured_at = root, time.monotonic()
 
     def bucket_tags_for(self, namespace: Namespace) -> dict[str, str]:
         """The tags of a namespace bucket: the user's ``bucket_tags`` plus ours."""
         d = self.deployment
         ours = {
             TAG_NAMESPACE: namespace.key,
+            TAG_OWNER: self.resolved_owner().name,
             TAG_PULL_REQUEST: namespace.pull_request_id or d.pull_request_id or "",
             TAG_REPOSITORY: d.git_repo or "",
         }
@@ -405,7 +428,17 @@ class BranchS3Resource(S3Resource):
                 tags = []
             else:
                 raise
-        if any(t.get("Key") == TAG_NAMESPACE for t in tags):
+        current = {t.get("Key"): t.get("Value", "") for t in tags}
+        tagged_by = current.get(TAG_OWNER)
+        owner = self.resolved_owner()
+        if tagged_by and tagged_by != owner.name:
+            raise _conflict(
+                f"bucket {bucket!r}",
+                Owner(tagged_by, current.get(TAG_REPOSITORY) or None),
+                owner,
+                namespace,
+            )
+        if TAG_NAMESPACE in current and tagged_by:
             return  # tagged last, so a tagged bucket is fully set up
         if self.expire_after_days is not None:
             merge_lifecycle_rules(client, bucket, safety_net_rules(self.expire_after_days))
@@ -460,11 +493,19 @@ class BranchS3Resource(S3Resource):
                 ledger.engine.dispose()
 
     def _put_marker(self, namespace: Namespace, bucket: str, key: str) -> None:
-        """(Re)write the marker: one ``PUT`` per run, as cheap as checking for it, and its
-        ``LastModified`` then tells :meth:`last_activity_of` when a run last wrote here."""
+        """(Re)write the marker after checking that no other owner wrote it (one ``GET``, one
+        ``PUT`` per run); its ``LastModified`` then tells :meth:`last_activity_of` when a run
+        last wrote here."""
+        from dagster_branch.cleanup.s3_inventory import read_marker_owner
+
         d = self.deployment
+        owner = self.resolved_owner()
+        _, marked_by = read_marker_owner(self.get_cleanup_client(), bucket, key)
+        if marked_by is not None and owner.conflicts_with(marked_by):
+            raise _conflict(f"s3://{bucket}/{key}", marked_by, owner, namespace)
         body = {
             "namespace": namespace.key,
+            "owner": owner.name,
             "store": self.store_key,
             "pull_request_id": d.pull_request_id,
             "branch": d.git_branch,
@@ -481,6 +522,10 @@ class BranchS3Resource(S3Resource):
             ContentType="application/json",
         )
 
+    def resolved_owner(self) -> Owner:
+        """Who this resource's records belong to: ``owner``, else the code location."""
+        return Owner.resolve(self.owner, self.deployment)
+
     def open_ledger(self) -> contextlib.AbstractContextManager[Ledger]:
         """``with resource.open_ledger() as ledger:`` (``ledger_url`` must be set).
 
@@ -494,17 +539,35 @@ class BranchS3Resource(S3Resource):
         with _CLIENT_LOCK:
             if self._ledger is None:
                 engine = sa.create_engine(self.ledger_url, pool_pre_ping=True)
-                self._ledger = Ledger(engine, control_schema=self.ledger_schema)
+                self._ledger = Ledger(
+                    engine, control_schema=self.ledger_schema, owner=self.resolved_owner()
+                )
         return contextlib.nullcontext(self._ledger)
 
     # -- BranchStore ----------------------------------------------------------------------------
 
     def list_namespaces(self) -> set[Namespace]:
-        """Every namespace owning objects here: ledger rows, plus bucket names or key prefixes
-        that parse back to a namespace (paginated listings, never every key)."""
+        """Every namespace this resource's owner recorded here: ledger rows, namespace buckets
+        with its tags, and (without a ledger) folders with its marker (paginated listings,
+        never every key)."""
         from dagster_branch.cleanup.s3_inventory import list_namespaces
 
         return list_namespaces(self)
+
+    def claim_unowned_records(self) -> int:
+        """Make this resource's owner the owner of its store's live ledger rows that have none
+        (written before owners were recorded); returns how many (``dagster-branch claim``)."""
+        if not self.ledger_url:
+            return 0
+        with self.open_ledger() as ledger:
+            return ledger.claim_unowned(store=self.store_key)
+
+    def unrecorded_objects(self) -> list[OwnedObject]:
+        """Buckets or folders shaped like a namespace's that no record of this owner names:
+        what ``dagster-branch orphans`` reports as unrecorded."""
+        from dagster_branch.cleanup.s3_inventory import unrecorded_objects
+
+        return unrecorded_objects(self)
 
     def namespace_tag_of(self, bucket: str) -> BucketTags:
         """Whether ``bucket`` exists and its ``dagster-branch/namespace`` tag.
@@ -603,6 +666,33 @@ class BranchS3Resource(S3Resource):
 
         return remove_objects(self, objects, dry_run=dry_run, log=log, surveys=surveys)
 
+    def record_again(self, objects: set[OwnedObject], *, log: logging.Logger) -> str | None:
+        """Record objects that came back after the cleanup removed them: a new live ledger
+        row each, or without a ledger their marker object again.
+
+        Returns:
+            ``None`` when done, else why the records could not be written (never raises).
+        """
+        try:
+            for obj in sorted(objects):
+                bucket = obj.name if obj.kind is ObjectKind.BUCKET else obj.container or ""
+                if self.ledger_url:
+                    prefix = "" if obj.kind is ObjectKind.BUCKET else obj.name
+                    self._record(obj.namespace, bucket, prefix)
+                else:
+                    key = self.layout().marker_key(obj.namespace)
+                    self._put_marker(obj.namespace, bucket, key)
+        except (DagsterBranchError, SQLAlchemyError, ClientError, BotoCoreError) as exc:
+            if isinstance(exc, DagsterBranchError):
+                reason = str(exc)
+            elif isinstance(exc, SQLAlchemyError):
+                reason = db_error_text(exc)
+            else:
+                reason = error_code(exc)
+            log.error(f"Objects came back after the cleanup, but were not recorded: {reason}")
+            return reason
+        return None
+
     def mark_removed(self, objects: Sequence[OwnedObject], *, log: logging.Logger) -> str | None:
         """Mark ``objects`` dropped in the ledger, if one is configured.
 
@@ -634,6 +724,16 @@ class BranchS3Resource(S3Resource):
             return None
         log.error(f"Removed {len(entries)} object(s), but the ledger was not updated: {reason}")
         return reason
+
+
+def _conflict(
+    what: str, other: Owner, owner: Owner, namespace: Namespace
+) -> OwnershipConflictError:
+    return OwnershipConflictError(
+        f"{what} is already recorded by {other.describe()}; {owner.describe()} would write into "
+        f"it as {namespace}. Two code locations must not share branch names: give each its own "
+        "prefix, branch_root or branch_bucket (strategy='prefix') or bucket (strategy='bucket')."
+    )
 
 
 def _tag_text(value: str, limit: int) -> str:

@@ -45,6 +45,7 @@ from dagster_branch.naming import (
 __all__ = [
     "MARKER_NAME",
     "TAG_NAMESPACE",
+    "TAG_OWNER",
     "TAG_PULL_REQUEST",
     "TAG_REPOSITORY",
     "S3Layout",
@@ -55,6 +56,7 @@ __all__ = [
 MARKER_NAME = ".dagster-branch.json"
 # Tags put on namespace buckets (strategy="bucket"); the first is read back by the inventory.
 TAG_NAMESPACE = "dagster-branch/namespace"
+TAG_OWNER = "dagster-branch/owner"  # the code location (or explicit owner) that created it
 TAG_PULL_REQUEST = "dagster-branch/pull-request"
 TAG_REPOSITORY = "dagster-branch/repository"
 

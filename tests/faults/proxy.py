@@ -575,6 +575,7 @@ class _Trigger:
     then_refuse: bool
     seen: int = 0
     fired: bool = False
+    action: Callable[[], None] | None = None  # run_before: act, then forward (no drop)
 
 
 class TcpFaultProxy(_Bounded):
@@ -629,9 +630,18 @@ class TcpFaultProxy(_Bounded):
         with self._lock:
             self.triggers.append(_Trigger(pattern, occurrence, then_refuse))
 
+    def run_before(
+        self, pattern: bytes, action: Callable[[], None], *, occurrence: int = 1
+    ) -> None:
+        """Run ``action`` right before the bytes holding ``pattern`` are forwarded for the
+        ``occurrence``-th time, then forward them: the client waits meanwhile, as if its
+        statement were slow to arrive, and ``action`` (another client, say) goes first."""
+        with self._lock:
+            self.triggers.append(_Trigger(pattern, occurrence, False, action=action))
+
     @property
     def fired(self) -> int:
-        """How many :meth:`drop_before` triggers have fired."""
+        """How many :meth:`drop_before` and :meth:`run_before` triggers have fired."""
         with self._lock:
             return sum(1 for t in self.triggers if t.fired)
 
@@ -711,7 +721,10 @@ class TcpFaultProxy(_Bounded):
                     break
                 if outbound:
                     window = tail + chunk
-                    if self._should_drop(window):
+                    drop, actions = self._fire(window)
+                    for action in actions:
+                        action()
+                    if drop:
                         with self._lock:
                             self.drops += 1
                         break
@@ -731,8 +744,10 @@ class TcpFaultProxy(_Bounded):
     def _longest_pattern(self) -> int:
         return max(len(t.pattern) for t in self.triggers) - 1 or 1
 
-    def _should_drop(self, window: bytes) -> bool:
-        fired = False
+    def _fire(self, window: bytes) -> tuple[bool, list[Callable[[], None]]]:
+        """Whether to drop the connection now, and the actions to run before forwarding."""
+        drop = False
+        actions: list[Callable[[], None]] = []
         with self._lock:
             for trigger in self.triggers:
                 if trigger.fired:
@@ -740,7 +755,11 @@ class TcpFaultProxy(_Bounded):
                 hits = window.count(trigger.pattern)
                 trigger.seen += hits
                 if hits and trigger.seen >= trigger.occurrence:
-                    trigger.fired = fired = True
+                    trigger.fired = True
+                    if trigger.action is not None:
+                        actions.append(trigger.action)
+                        continue
+                    drop = True
                     if trigger.then_refuse:
                         self.refusing = True
-        return fired
+        return drop, actions
