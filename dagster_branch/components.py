@@ -33,6 +33,7 @@ from pydantic import Field
 
 from dagster_branch.context import DeploymentContext
 from dagster_branch.errors import DagsterBranchConfigError
+from dagster_branch.ownership import OWNER_FIELD_DESCRIPTION
 
 __all__ = ["BranchCleanupComponent", "LakeSpec", "PullRequestSourceSpec", "WarehouseSpec"]
 
@@ -66,6 +67,7 @@ class WarehouseSpec(dg.Resolvable, dg.Model):
     protected_schemas: list[str] = Field(
         default=[], description="Schemas that branches never write or drop."
     )
+    owner: str | None = Field(default=None, description=OWNER_FIELD_DESCRIPTION)
 
     def build(self, store_key: str) -> Any:
         from dagster_branch.resources.database import BranchDatabaseResource
@@ -78,6 +80,7 @@ class WarehouseSpec(dg.Resolvable, dg.Model):
             branch_schema=self.branch_schema,
             protected_schemas=self.protected_schemas,
             store_key=store_key,
+            owner=self.owner,
         )
 
 
@@ -92,6 +95,12 @@ class LakeSpec(dg.Resolvable, dg.Model):
     branch_bucket: str | None = Field(
         default=None, description="A separate bucket for all branches (recommended)."
     )
+    branch_root: str = Field(
+        default="_branches",
+        description="Folder holding every namespace under strategy 'prefix' (one per code "
+        "location when locations share a bucket).",
+    )
+    owner: str | None = Field(default=None, description=OWNER_FIELD_DESCRIPTION)
     ledger_url_env: str | None = Field(
         default=None,
         description="Environment variable holding the URL of the ownership ledger (usually the "
@@ -106,8 +115,10 @@ class LakeSpec(dg.Resolvable, dg.Model):
             prefix=self.prefix,
             strategy=self.strategy,
             branch_bucket=self.branch_bucket,
+            branch_root=self.branch_root,
             ledger_url=dg.EnvVar(self.ledger_url_env) if self.ledger_url_env else None,
             store_key=store_key,
+            owner=self.owner,
         )
 
 

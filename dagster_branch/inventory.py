@@ -25,6 +25,7 @@ __all__ = [
     "Survey",
     "SurveyingStore",
     "ledger_not_updated",
+    "merge_sources",
     "refused_for_dependents",
 ]
 
@@ -59,6 +60,12 @@ class OwnedObject:
     name: str
     container: str | None = None
     found_in: frozenset[str] = field(default=frozenset(), compare=False)
+
+    @property
+    def identity(self) -> tuple[str, str | None, str]:
+        """The physical object, whoever recorded it: (backend, container, name); the same as
+        :attr:`~dagster_branch.ledger.LedgerEntry.identity`."""
+        return (self.backend, self.container, self.name)
 
     @property
     def recorded(self) -> bool:
@@ -145,6 +152,14 @@ class SurveyingStore(Protocol):
         ...
 
 
+def merge_sources(objects: Sequence[OwnedObject]) -> list[OwnedObject]:
+    """One entry per object, sorted; ``found_in`` keeps every source that found it."""
+    merged: dict[OwnedObject, frozenset[str]] = {}
+    for obj in objects:
+        merged[obj] = merged.get(obj, frozenset()) | obj.found_in
+    return sorted(replace(obj, found_in=found_in) for obj, found_in in merged.items())
+
+
 def ledger_not_updated(results: Sequence[RemovalResult], reason: str) -> list[RemovalResult]:
     """``results`` with every removed object turned into a failure: its data is gone, but the
     ledger still says live. Not a success, so the run says so; a rerun removes nothing (it is
@@ -161,7 +176,8 @@ class BranchStore(Protocol):
     """The part of a branch-aware resource that detection and cleanup rely on."""
 
     def list_namespaces(self) -> set[Namespace]:
-        """Every branch namespace that currently owns objects in this store."""
+        """Every branch namespace this store's owner recorded objects of (what the sensor and
+        the schedule consider); objects found by name only are not listed here."""
         ...
 
     def objects_of(self, namespace: Namespace) -> list[OwnedObject]:

@@ -269,6 +269,44 @@ def test_orphans_lists_what_the_sensor_would_clean(shop: Shop) -> None:
     assert "1 of 2 live namespace(s) would be cleaned now" in everything.stdout
 
 
+def test_unrecorded_objects_are_shown_kept_and_removed_only_with_include_unrecorded(
+    shop: Shop,
+) -> None:
+    engine = sa.create_engine(shop.url)
+    with engine.begin() as conn:  # pr_9-shaped, made by hand: no ledger row names them
+        conn.execute(sa.text("CREATE SCHEMA analytics__pr_9"))
+        conn.execute(sa.text("CREATE TABLE analytics__pr_9.by_hand AS SELECT 1 AS x"))
+    engine.dispose()
+    shop.s3.put_object(Bucket=BUCKET, Key="_branches/pr_9/other.csv", Body=b"9")
+
+    orphans = shop.run("orphans", "-m", "example_project")
+    planned = shop.run("plan", "-m", "example_project", "--namespace", "pr_9")
+    kept = shop.run("cleanup", "-m", "example_project", "--namespace", "pr_9", "--no-pr-check")
+
+    assert orphans.exit_code == 0, orphans.output
+    assert "2 unrecorded object(s)" in orphans.stdout
+    rows = [line.split() for line in orphans.stdout.splitlines() if line.startswith("pr_9 ")]
+    assert rows == [
+        ["pr_9", "warehouse", "schema", "analytics__pr_9", "discovery"],
+        ["pr_9", "lake", "prefix", f"{BUCKET}/_branches/pr_9/", "s3"],
+    ]
+    assert planned.exit_code == 0, planned.output
+    assert planned.stdout.count("unrecorded: kept") == 2
+    assert "0 object(s) to remove: none." in planned.stdout
+    assert "--include-unrecorded removes them too" in planned.stdout
+    assert kept.exit_code == 0 and "analytics__pr_9" in shop.schemas()
+    assert {"_branches/pr_9/other.csv"} <= shop.keys()
+
+    included = shop.run(
+        "cleanup", "-m", "example_project", "--namespace", "pr_9", "--no-pr-check",
+        "--include-unrecorded", "--yes",
+    )  # fmt: skip
+    assert included.exit_code == 0, included.output
+    assert "remove (unrecorded)" in included.stdout
+    assert shop.schemas() == EVERYTHING
+    assert shop.keys() == PRODUCTION_KEYS | PR_7_KEYS | PR_8_KEYS
+
+
 def test_usage_errors_exit_2_and_say_what_to_pass() -> None:
     runner = CliRunner()
     no_target = runner.invoke(main, ["plan", "--pr", "7"])

@@ -2,13 +2,18 @@
 
 For random namespaces (pull requests, arbitrary unicode branch names, developers), random
 configurations of both stores, and random sets of objects (production data, branch data written
-through the real resources, and near-miss names crafted to look like someone's branch objects),
-the cleanup of any namespace:
+through the real resources, near-miss names crafted to look like someone's branch objects, and
+the same namespaces written by another code location sharing the warehouse, the ledger and the
+S3 server), the cleanup of any namespace:
 
 1. plans only objects of that namespace, each of which parses back to it (soundness);
 2. plans every object that namespace's branch deployments wrote (completeness);
 3. is refused by verification for any other object forged into its plan;
-4. once executed, leaves everything outside the namespace exactly as it was.
+4. with forged or misplaced ledger rows of its own owner (another location's objects, the
+   production bucket, another bucket), refuses each of them, and even asked to remove them
+   directly the stores refuse them;
+5. once executed, leaves everything outside the namespace exactly as it was, the other
+   location's objects of the same namespace included.
 
 The warehouse is a real DuckDB or SQLite file, the lake a real S3 server over HTTP.
 """
@@ -40,6 +45,7 @@ from dagster_branch import (
 from dagster_branch.cleanup.plan import CleanupPlan, PlannedObject
 from dagster_branch.cleanup.verify import check_plan
 from dagster_branch.dialects import capabilities_for, sqlite_schema_path
+from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import (
     bucket_name,
     namespace_of_bucket,
@@ -86,6 +92,9 @@ configs = st.builds(
     branch_root=st.sampled_from(["_branches", "b", "_branches/deep", "branches"]),
     separate_branch_bucket=st.booleans(),
 )
+
+
+OTHER = "ml"  # a second code location sharing every store, with names of its own
 
 
 @dataclass
@@ -150,6 +159,35 @@ class World:
     def stores(self) -> dict[str, Any]:
         return {"warehouse": self.warehouse(), "lake": self.lake()}
 
+    # The other location: base schema 'ml', development schema 'dev_ml', branch root
+    # 'ml_branches' in the same branch bucket, or namespace buckets from '<bucket>-ml'.
+    @property
+    def other_bucket(self) -> str:
+        return self.bucket if self.config.s3_strategy == "prefix" else f"{self.bucket}-ml"
+
+    def other_stores(self) -> dict[str, Any]:
+        c = self.config
+        warehouse = BranchDatabaseResource(
+            url=self.url,
+            base_schema="ml",
+            strategy=c.db_strategy,  # type: ignore[arg-type]
+            branch_schema="dev_ml" if c.db_strategy == "table_prefix" else None,
+            owner=OTHER,
+        )
+        lake = BranchS3Resource(
+            bucket=self.other_bucket,
+            prefix="ml",
+            strategy=c.s3_strategy,  # type: ignore[arg-type]
+            branch_root="ml_branches",
+            branch_bucket=self.branch_bucket,
+            endpoint_url=self.s3.endpoint_url,
+            region_name="us-east-1",
+            ledger_url=self.ledger_url,
+            owner=OTHER,
+            max_attempts=1,
+        )
+        return {"warehouse": warehouse, "lake": lake}
+
 
 # -- building a world ---------------------------------------------------------------------------
 
@@ -163,10 +201,17 @@ def _switch(monkeypatch: pytest.MonkeyPatch, namespace: Namespace | None) -> Non
         monkeypatch.setenv("DAGSTER_BRANCH_NAMESPACE", namespace.key)
 
 
-def _write_as(world: World, namespace: Namespace | None, monkeypatch: pytest.MonkeyPatch) -> None:
+def _write_as(
+    world: World,
+    namespace: Namespace | None,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    other: bool = False,
+) -> None:
     """What a deployment's assets do: one table, one file, through the real resources."""
     _switch(monkeypatch, namespace)
-    warehouse, lake = world.warehouse(), world.lake()
+    stores = world.other_stores() if other else world.stores()
+    warehouse, lake = stores["warehouse"], stores["lake"]
     try:
         with warehouse.get_connection() as conn:
             conn.execute(sa.text(f"CREATE TABLE {warehouse.table('orders')} AS SELECT 1 AS id"))
@@ -174,7 +219,7 @@ def _write_as(world: World, namespace: Namespace | None, monkeypatch: pytest.Mon
     finally:
         warehouse.dispose()
         lake.close()
-    if namespace is not None:
+    if namespace is not None and not other:
         c = world.config
         if c.db_strategy == "schema":
             db = ("schema", schema_name(c.base, namespace, max_length=world.max_identifier_bytes))
@@ -327,8 +372,11 @@ def _described(planned: PlannedObject) -> tuple[str, str]:
     return obj.kind.value, obj.name
 
 
+LEDGER = frozenset({"ledger"})  # forged as if a ledger row of the cleaning owner recorded it
+
+
 def _foreign_objects(world: World, target: Namespace) -> list[PlannedObject]:
-    """Everything in the world that is not ``target``'s, forged as if it were."""
+    """Everything in the world that is not ``target``'s, forged as if it were (and recorded)."""
     c = world.config
     backend = c.backend
     forged: list[PlannedObject] = []
@@ -338,10 +386,12 @@ def _foreign_objects(world: World, target: Namespace) -> list[PlannedObject]:
     schemas |= {schema_name(c.base, ns, max_length=limit) for ns in world.owned if ns != target}
     for schema in schemas:
         forged.append(
-            PlannedObject("warehouse", OwnedObject(target, backend, ObjectKind.SCHEMA, schema))
+            PlannedObject(
+                "warehouse", OwnedObject(target, backend, ObjectKind.SCHEMA, schema, None, LEDGER)
+            )
         )
     for table in (f"{target.key}x__orders", "orders"):
-        obj = OwnedObject(target, backend, ObjectKind.TABLE, table, "dev_shared")
+        obj = OwnedObject(target, backend, ObjectKind.TABLE, table, "dev_shared", LEDGER)
         forged.append(PlannedObject("warehouse", obj))
     shared = world.branch_bucket or world.bucket
     root = c.branch_root.strip("/")
@@ -349,14 +399,71 @@ def _foreign_objects(world: World, target: Namespace) -> list[PlannedObject]:
     prefixes |= {namespace_prefix(ns, root=root) for ns in world.owned if ns != target}
     for prefix in prefixes:
         for bucket in {shared, world.bucket}:
-            obj = OwnedObject(target, "s3", ObjectKind.PREFIX, prefix, bucket)
+            obj = OwnedObject(target, "s3", ObjectKind.PREFIX, prefix, bucket, LEDGER)
             forged.append(PlannedObject("lake", obj))
     buckets = {world.bucket, shared} | {
         bucket_name(world.bucket, ns) for ns in world.owned if ns != target
     }
     for bucket in buckets:
-        forged.append(PlannedObject("lake", OwnedObject(target, "s3", ObjectKind.BUCKET, bucket)))
+        obj = OwnedObject(target, "s3", ObjectKind.BUCKET, bucket, None, LEDGER)
+        forged.append(PlannedObject("lake", obj))
     return forged
+
+
+def _misplaced(world: World, target: Namespace) -> list[tuple[str, LedgerEntry]]:
+    """Ledger rows of the cleaning owner naming ``target`` in places its configuration never
+    gives it: the other location's schema, table, prefix or bucket, production's schema, the
+    namespace folder in the production bucket or in a bucket nobody configured."""
+    c, backend = world.config, world.config.backend
+    limit = world.max_identifier_bytes
+    rows = [
+        ("warehouse", ObjectKind.SCHEMA, schema_name("ml", target, max_length=limit), None),
+        ("warehouse", ObjectKind.SCHEMA, c.base, None),
+        ("warehouse", ObjectKind.TABLE, table_name("orders", target), "dev_ml"),
+        ("lake", ObjectKind.PREFIX, namespace_prefix(target, root="ml_branches"),
+         world.branch_bucket or world.bucket),
+        ("lake", ObjectKind.PREFIX, namespace_prefix(target, root=c.branch_root), "unrelated"),
+        ("lake", ObjectKind.BUCKET, bucket_name(f"{world.bucket}-ml", target), None),
+    ]  # fmt: skip
+    if world.branch_bucket is not None or c.s3_strategy == "bucket":  # else its right place
+        folder = namespace_prefix(target, root=c.branch_root)
+        rows.append(("lake", ObjectKind.PREFIX, folder, world.bucket))
+    entries = []
+    for store, kind, name, container in rows:
+        entry = LedgerEntry(
+            target, store, backend if store == "warehouse" else "s3", kind, name, container
+        )
+        if _described_entry(entry) not in world.owned.get(target, set()):
+            entries.append((store, entry))
+    return entries
+
+
+def _described_entry(entry: LedgerEntry) -> tuple[str, str]:
+    if entry.kind is ObjectKind.TABLE:
+        return "table", f"{entry.container}.{entry.name}"
+    if entry.kind is ObjectKind.PREFIX:
+        return "prefix", f"{entry.container}/{entry.name}"
+    return entry.kind.value, entry.name
+
+
+def _forge(ledger: Ledger, entry: LedgerEntry) -> None:
+    """A hand-edited ledger row in the cleaning owner's name: written behind ``record()``'s
+    back, which would refuse the rows that name the other location's objects."""
+    ledger.ensure()
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            ledger.table.insert().values(
+                id=f"forged{next(_examples)}",
+                namespace=entry.namespace.key,
+                store=entry.store,
+                backend=entry.backend,
+                kind=entry.kind.value,
+                container=entry.container,
+                name=entry.name,
+                created_at=sa.func.current_timestamp(),
+                owner=ledger.owner.name,
+            )
+        )
 
 
 _examples = itertools.count()
@@ -372,6 +479,7 @@ def s3(s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> LocalS3:
     return s3_server
 
 
+@pytest.mark.timeout(1800)  # 25 examples on real stores: minutes on a busy machine
 @settings(
     max_examples=25,
     deadline=None,
@@ -382,12 +490,14 @@ def s3(s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> LocalS3:
     present=st.lists(namespaces, min_size=1, max_size=2, unique=True),
     extra=namespaces,
     pick=st.integers(min_value=0, max_value=9),
+    shared=st.booleans(),
 )
 def test_the_cleanup_of_any_namespace_touches_only_that_namespace(
     config: Config,
     present: list[Namespace],
     extra: Namespace,
     pick: int,
+    shared: bool,
     s3: LocalS3,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -409,6 +519,9 @@ def test_the_cleanup_of_any_namespace_touches_only_that_namespace(
         _write_as(world, namespace, monkeypatch)
         _near_misses(world, namespace)
     target = present[pick % len(present)] if pick < 7 else extra
+    if shared:  # another code location wrote the same namespaces (PR numbers repeat)
+        for namespace in {*present, target}:
+            _write_as(world, namespace, monkeypatch, other=True)
     _switch(monkeypatch, None)  # the cleanup runs in production
     stores = world.stores()
     try:
@@ -432,17 +545,36 @@ def test_the_cleanup_of_any_namespace_touches_only_that_namespace(
         tampered = CleanupPlan(target, (*plan.objects, *sorted(forged)), plan.store_keys)
         verdict = check_plan(tampered, stores, source=None, require_closed=False)
         assert len(verdict.reasons) == len(forged)
-        # 4. Executed, it leaves everything outside the target exactly as it was.
+        # 4. Misplaced rows of its own owner are planned, and refused one by one.
+        misplaced = _misplaced(world, target)
+        for key, entry in misplaced:
+            store = stores[key]
+            if key == "warehouse":
+                _forge(store.ledger(store.get_cleanup_engine()), entry)
+            else:
+                with store.open_ledger() as ledger:
+                    _forge(ledger, entry)
+        forged_plan = build_cleanup_plan(target, stores)
+        assert {_described(p) for p in forged_plan} == own | {
+            _described_entry(e) for _, e in misplaced
+        }
+        verdict = check_plan(forged_plan, stores, source=None, require_closed=False)
+        assert len(verdict.reasons) == len(misplaced), verdict.reasons
+        # 5. Executed anyway (as if verification were skipped), it removes the target's own
+        # objects, refuses every misplaced one, and leaves everything else exactly as it was.
         for key, store in stores.items():
-            results = store.remove_objects(plan.objects_for(key), dry_run=False, log=_LOG)
-            assert all(r.removed and r.error is None for r in results), results
+            results = store.remove_objects(forged_plan.objects_for(key), dry_run=False, log=_LOG)
+            for result in results:
+                ours = _described(PlannedObject(key, result.obj)) in own
+                assert result.removed == ours and (result.error is None) == ours, result
         assert _warehouse_snapshot(world) == {
             k: v for k, v in warehouse_before.items() if not _is_of(world, k, target)
         }
         assert _s3_snapshot(world) == {
             k: v for k, v in s3_before.items() if not _is_of(world, k, target)
         }
-        assert build_cleanup_plan(target, stores).is_empty
+        left = build_cleanup_plan(target, stores)
+        assert {_described(p) for p in left} == {_described_entry(e) for _, e in misplaced}
     finally:
         stores["warehouse"].dispose()
         stores["lake"].close()

@@ -53,6 +53,7 @@ from dagster_branch.inventory import (
     RemovalResult,
     Survey,
     ledger_not_updated,
+    merge_sources,
     refused_for_dependents,
 )
 from dagster_branch.ledger import (
@@ -142,7 +143,7 @@ def objects_of(resource: BranchDatabaseResource, namespace: Namespace) -> list[O
     discovered = [
         obj
         for obj in discover(resource)
-        if obj.namespace == namespace and _identity(obj) not in found.foreign
+        if obj.namespace == namespace and obj.identity not in found.foreign
     ]
     # table() records whatever the branch creates as a table, views included: the catalog knows.
     views = {(o.container, o.name) for o in discovered if o.kind is ObjectKind.VIEW}
@@ -152,7 +153,7 @@ def objects_of(resource: BranchDatabaseResource, namespace: Namespace) -> list[O
         else o
         for o in (e.to_owned() for e in found.records + found.unowned)
     ]
-    return _merged(recorded + discovered)
+    return merge_sources(recorded + discovered)
 
 
 def unrecorded_objects(resource: BranchDatabaseResource) -> list[OwnedObject]:
@@ -164,23 +165,9 @@ def unrecorded_objects(resource: BranchDatabaseResource) -> list[OwnedObject]:
     objects = [e.to_owned() for e in found.unowned] + [
         obj
         for obj in discover(resource)
-        if _identity(obj) not in found.foreign and _identity(obj) not in mine
+        if obj.identity not in found.foreign and obj.identity not in mine
     ]
-    return [obj for obj in _merged(objects) if not obj.recorded]
-
-
-def _identity(obj: OwnedObject) -> tuple[str, str | None, str]:
-    return (obj.backend, obj.container, obj.name)
-
-
-def _merged(objects: list[OwnedObject]) -> list[OwnedObject]:
-    merged: dict[OwnedObject, frozenset[str]] = {}
-    for obj in objects:
-        merged[obj] = merged.get(obj, frozenset()) | obj.found_in
-    return sorted(
-        OwnedObject(o.namespace, o.backend, o.kind, o.name, o.container, found_in)
-        for o, found_in in merged.items()
-    )
+    return [obj for obj in merge_sources(objects) if not obj.recorded]
 
 
 def ownership_problem(resource: BranchDatabaseResource, obj: OwnedObject) -> str | None:

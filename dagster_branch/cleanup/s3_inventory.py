@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dagster_branch.cleanup.s3_batches import error_code
-from dagster_branch.inventory import ObjectKind, OwnedObject
+from dagster_branch.inventory import ObjectKind, OwnedObject, merge_sources
 from dagster_branch.ledger import LedgerInventory
 from dagster_branch.naming import (
     BUCKET_SEPARATOR,
@@ -323,23 +323,9 @@ def unrecorded_objects(resource: BranchS3Resource) -> list[OwnedObject]:
     objects = [e.to_owned() for e in found.unowned] + [
         obj
         for obj in _discovered(resource)
-        if _identity(obj) not in mine and _identity(obj) not in found.foreign
+        if obj.identity not in mine and obj.identity not in found.foreign
     ]
-    return [obj for obj in _merged(objects) if not obj.recorded]
-
-
-def _identity(obj: OwnedObject) -> tuple[str, str | None, str]:
-    return (obj.backend, obj.container, obj.name)
-
-
-def _merged(objects: list[OwnedObject]) -> list[OwnedObject]:
-    merged: dict[OwnedObject, frozenset[str]] = {}
-    for obj in objects:
-        merged[obj] = merged.get(obj, frozenset()) | obj.found_in
-    return sorted(
-        OwnedObject(o.namespace, o.backend, o.kind, o.name, o.container, found_in)
-        for o, found_in in merged.items()
-    )
+    return [obj for obj in merge_sources(objects) if not obj.recorded]
 
 
 def has_anything(client: Any, bucket: str, prefix: str) -> bool:
@@ -384,10 +370,10 @@ def objects_of(resource: BranchS3Resource, namespace: Namespace) -> list[OwnedOb
     (``found_in`` tells from where); objects another owner recorded are left out."""
     found = _inventory(resource, namespace)
     discovered = [
-        obj for obj in discover_objects(resource, namespace) if _identity(obj) not in found.foreign
+        obj for obj in discover_objects(resource, namespace) if obj.identity not in found.foreign
     ]
     recorded = [e.to_owned() for e in found.records + found.unowned]
-    return _merged(recorded + discovered)
+    return merge_sources(recorded + discovered)
 
 
 def ownership_problem(resource: BranchS3Resource, obj: OwnedObject) -> str | None:

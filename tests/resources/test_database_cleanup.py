@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from warehouse_support import Backend, Deploy
 
+from dagster_branch.cleanup.plan import build_cleanup_plan
 from dagster_branch.detection import ReportsActivity
 from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject
 from dagster_branch.ledger import LEDGER_TABLE, Ledger, LedgerEntry
@@ -80,18 +81,21 @@ def test_inventory_from_ledger_and_discovery(
     assert janitor.objects_of(Namespace.parse("pr_99")) == []
 
 
-def test_a_lost_ledger_is_rebuilt_by_discovery(
+def test_a_lost_ledger_leaves_the_schemas_unrecorded_until_a_run_includes_them(
     backend: Backend, janitor: BranchDatabaseResource
 ) -> None:
     engine = janitor.get_cleanup_engine()
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE dagster_branch.{LEDGER_TABLE}"))
-    assert janitor.list_namespaces() == {PR_1, PR_2, DEV}
-    [schema] = janitor.objects_of(PR_2)
-    assert schema.found_in == frozenset({"discovery"})
-    [result] = janitor.remove_objects([schema], dry_run=False, log=LOG)
+    assert janitor.list_namespaces() == set()  # the sensor cleans nothing found by name only
+    assert {o.namespace for o in janitor.unrecorded_objects()} == {PR_1, PR_2, DEV}
+    plan = build_cleanup_plan(PR_2, {"warehouse": janitor})
+    [planned] = plan.kept
+    assert planned.obj.found_in == frozenset({"discovery"}) and not plan.removable
+    included = build_cleanup_plan(PR_2, {"warehouse": janitor}, include_unrecorded=True)
+    [result] = janitor.remove_objects(included.objects_for("warehouse"), dry_run=False, log=LOG)
     assert result.removed and result.error is None
-    assert janitor.list_namespaces() == {PR_1, DEV}
+    assert {o.namespace for o in janitor.unrecorded_objects()} == {PR_1, DEV}
 
 
 def test_ownership_problem_is_the_second_key(
@@ -246,7 +250,7 @@ def test_inventory_and_cleanup_are_not_n_plus_one(
     janitor = BranchDatabaseResource(url=url, base_schema="analytics")
     try:
         counter = StatementCounter(janitor.get_cleanup_engine())
-        assert len(janitor.list_namespaces()) == 300
+        assert len(janitor.unrecorded_objects()) == 300  # made by hand: nobody recorded them
         listing = len(counter.statements)
 
         counter.statements.clear()

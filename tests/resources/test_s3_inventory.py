@@ -71,9 +71,12 @@ def test_more_than_1000_namespace_folders_are_found_page_by_page(
     seen = count_requests(lake.get_cleanup_client())
 
     found = lake.list_namespaces()
+    unrecorded = lake.unrecorded_objects()
 
+    # Only the ledger records a namespace; the 1,005 folders were written behind its back.
+    assert found == {Namespace.parse("pr_2000")}
     expected = {Namespace.for_pull_request(n) for n in range(1, 1006)}
-    assert found == expected | {Namespace.parse("pr_2000")}
+    assert {obj.namespace for obj in unrecorded} == expected
     assert seen["ListObjectsV2"] == 2  # 1,005 folders: two pages, whatever the number of keys
     [ledger_only] = lake.objects_of(Namespace.parse("pr_2000"))
     assert ledger_only.found_in == {"ledger"}
@@ -171,7 +174,7 @@ def test_bucket_tags_are_read_back_and_a_disagreeing_tag_is_refused(
     with caplog.at_level("WARNING"):
         found = lake.list_namespaces()
 
-    assert found == {Namespace.parse(k) for k in ("pr_1", "pr_2", "pr_3", "pr_4")}
+    assert found == {Namespace.parse("pr_1")}  # tagged by its owner; the rest are unrecorded
     # One listing, then one GetBucketTagging per branch-shaped bucket, none for the others.
     assert (seen["ListBuckets"], seen["GetBucketTagging"]) == (1, 4)
     assert sum(seen.values()) == 5
@@ -187,13 +190,14 @@ def test_bucket_tags_are_read_back_and_a_disagreeing_tag_is_refused(
     assert only("pr_2").found_in == {"s3"}
     conflict, stray = only("pr_3"), only("pr_4")
     assert (conflict.name, conflict.found_in) == ("acme-data--pr-3", {"s3"})
-    assert (stray.name, stray.found_in) == ("acme-data--copy--pr-4", {"tags"})
+    # Tagged by hand, without the owner tag the resource writes: not a record of anyone's.
+    assert (stray.name, stray.found_in) == ("acme-data--copy--pr-4", {"tags (no owner)"})
     assert lake.objects_of(Namespace.parse("pr_9")) == []  # a tag never claims a named bucket
 
     problem = lake.ownership_problem(conflict)
     assert problem is not None and "pr_9" in problem and "disagree" in problem
     stray_problem = lake.ownership_problem(stray)
-    assert stray_problem is not None and "not a bucket of pr_4" in stray_problem
+    assert stray_problem is not None and "mismatch" in stray_problem
     for obj in (conflict, stray):
         [result] = lake.remove_objects([obj], dry_run=False, log=logging.getLogger("test"))
         assert not result.removed and result.error is not None
@@ -216,16 +220,18 @@ def test_bucket_tags_are_read_back_and_a_disagreeing_tag_is_refused(
     ("obj", "problem"),
     [
         (OwnedObject(PR_4, "s3", ObjectKind.PREFIX, "_branches/pr_4/", BRANCH_BUCKET), None),
-        (OwnedObject(PR_4, "s3", ObjectKind.BUCKET, "acme-data--pr-4"), None),
+        # A namespace bucket, but this configuration (strategy='prefix') puts pr_4 in a folder.
+        (OwnedObject(PR_4, "s3", ObjectKind.BUCKET, "acme-data--pr-4"), "mismatch"),
         (OwnedObject(PR_42, "s3", ObjectKind.PREFIX, "_branches/pr_4/", BRANCH_BUCKET), "not the"),
         (OwnedObject(PR_4, "s3", ObjectKind.PREFIX, "_branches/pr_4/lake/", BRANCH_BUCKET), "not"),
-        (OwnedObject(PR_4, "s3", ObjectKind.PREFIX, "lake/", PRODUCTION_BUCKET), "not the"),
+        (OwnedObject(PR_4, "s3", ObjectKind.PREFIX, "lake/", PRODUCTION_BUCKET), "overlaps"),
+        (OwnedObject(PR_4, "s3", ObjectKind.PREFIX, "_branches/pr_4/", "other"), "mismatch"),
         (OwnedObject(PR_4, "s3", ObjectKind.PREFIX, "_branches/", BRANCH_BUCKET), "not the"),
         (OwnedObject(PR_4, "s3", ObjectKind.PREFIX, "_branches/pr_4/"), "names no bucket"),
         (OwnedObject(PR_4, "s3", ObjectKind.BUCKET, PRODUCTION_BUCKET), "production"),
         (OwnedObject(PR_4, "s3", ObjectKind.BUCKET, BRANCH_BUCKET), "shared branch bucket"),
         (OwnedObject(PR_42, "s3", ObjectKind.BUCKET, "acme-data--pr-4"), "not a bucket of"),
-        (OwnedObject(PR_4, "s3", ObjectKind.BUCKET, "other--pr-4"), "not a bucket of"),
+        (OwnedObject(PR_4, "s3", ObjectKind.BUCKET, "other--pr-4"), "mismatch"),
         (OwnedObject(PR_4, "postgresql", ObjectKind.SCHEMA, "analytics__pr_4"), "not an S3"),
         (OwnedObject(PR_4, "s3", ObjectKind.TABLE, "x", "y"), "only prefixes and buckets"),
     ],
