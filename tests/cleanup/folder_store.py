@@ -39,8 +39,9 @@ class FolderStore(dg.ConfigurableResource):
         if not (Path(self.root) / name).is_dir():
             return []
         return [
+            # Every folder of this stand-in counts as recorded by its owner (a marker).
             OwnedObject(
-                namespace, "folder", ObjectKind.SCHEMA, name, found_in=frozenset({"discovery"})
+                namespace, "folder", ObjectKind.SCHEMA, name, found_in=frozenset({"marker"})
             )
         ]
 

@@ -46,6 +46,7 @@ def test_graph_has_one_removal_op_per_store_and_one_config_block_on_plan() -> No
         "dry_run": False,
         "max_objects": 10_000,
         "require_closed": True,
+        "include_unrecorded": False,
     }
     with pytest.raises(dg.DagsterInvalidConfigError):
         dg.validate_run_config(job, {"ops": {"verify": {"config": {"namespace": "pr_42"}}}})

@@ -57,7 +57,7 @@ def test_production_or_garbage_is_refused_before_any_store_is_asked(bad: str) ->
         build_cleanup_plan(bad, {})
 
 
-def test_a_lost_ledger_is_made_up_for_by_discovery(
+def test_a_lost_ledger_leaves_the_objects_unrecorded_until_a_run_includes_them(
     pg_world: World, run_cleanup: RunCleanup
 ) -> None:
     engine = sa.create_engine(pg_world.warehouse_url)
@@ -75,7 +75,11 @@ def test_a_lost_ledger_is_made_up_for_by_discovery(
         ("exports", ObjectKind.BUCKET),
     }
     assert all(p.obj.found_in and "ledger" not in p.obj.found_in for p in plan)  # discovered
+    # The bucket keeps its owner's tags (a record); the schema and the prefix are name only.
+    assert {p.store_key for p in plan.kept} == {"warehouse", "lake"}
     outcome_of(run_cleanup(pg_world))
+    assert len(of_pr_7(snapshot(pg_world))) > 0  # kept
+    outcome_of(run_cleanup(pg_world, include_unrecorded=True))
     after = snapshot(pg_world)
     assert of_pr_7(after) == []
     assert outside_pr_7(after) == outside_pr_7(before)

@@ -173,8 +173,10 @@ def test_plan_metadata_shows_every_planned_object_and_where_it_was_found() -> No
     )
     metadata = plan_metadata(plan)
     assert metadata["namespace"] == dg.MetadataValue.text("pr_7")
-    assert metadata["planned_objects"] == dg.MetadataValue.int(2)
-    assert metadata["planned_by_kind"] == dg.MetadataValue.text("1 prefix, 1 schema")
+    # The prefix was found by nothing that records it: listed, kept, not counted as planned.
+    assert metadata["planned_objects"] == dg.MetadataValue.int(1)
+    assert metadata["unrecorded_kept"] == dg.MetadataValue.int(1)
+    assert metadata["planned_by_kind"] == dg.MetadataValue.text("1 schema")
     assert _table_rows(metadata["plan"]) == [
         {
             "store": "warehouse",
@@ -183,6 +185,7 @@ def test_plan_metadata_shows_every_planned_object_and_where_it_was_found() -> No
             "found_in": "discovery, ledger",
             "contents": 1,
             "dependents": "-",
+            "status": "remove",
         },
         {
             "store": "lake",
@@ -191,6 +194,7 @@ def test_plan_metadata_shows_every_planned_object_and_where_it_was_found() -> No
             "found_in": "-",
             "contents": 1,
             "dependents": "-",
+            "status": "unrecorded: kept",
         },
     ]
     assert "refused" not in metadata

@@ -46,12 +46,15 @@ def _plan(*objects: tuple[str, OwnedObject]) -> CleanupPlan:
     )
 
 
+LEDGER = frozenset({"ledger"})  # as if a ledger row of the store's owner recorded it
+
+
 def _schema(name: str, namespace: Namespace = PR_7) -> OwnedObject:
-    return OwnedObject(namespace, "duckdb", ObjectKind.SCHEMA, name)
+    return OwnedObject(namespace, "duckdb", ObjectKind.SCHEMA, name, found_in=LEDGER)
 
 
 def _prefix(bucket: str, name: str) -> OwnedObject:
-    return OwnedObject(PR_7, "s3", ObjectKind.PREFIX, name, container=bucket)
+    return OwnedObject(PR_7, "s3", ObjectKind.PREFIX, name, container=bucket, found_in=LEDGER)
 
 
 def test_a_plan_of_the_namespace_own_objects_is_approved(stores: dict[str, Any]) -> None:
