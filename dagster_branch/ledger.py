@@ -528,7 +528,7 @@ class Ledger:
             rows = conn.execute(query).mappings().all()
         found = LedgerInventory()
         for entry in filter(None, map(_entry_of, rows)):
-            if entry.owner not in {None, self.owner.name} and not self._every_owner:
+            if entry.owner is not None and entry.owner != self.owner.name and not self._every_owner:
                 found.foreign[entry.identity] = Owner(entry.owner, entry.repository)
             elif entry.store == store:
                 (found.records if entry.owner is not None else found.unowned).append(entry)

@@ -491,10 +491,9 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
             self.guard_write(_required(container, f"the schema of {kind.value} {name!r}"), name)
         if self.routing().namespace is None:
             return
-        seen = f"{kind.value}:{container}.{name}"
-        if seen not in self._recorded:
-            self._record(kind, name, container=container)
-            self._recorded.add(seen)
+        # Every call records (one SELECT while the row is live): no cache may hide a row a
+        # cleanup marked dropped meanwhile.
+        self._record(kind, name, container=container)
 
     # -- connections ----------------------------------------------------------------------------
 
