@@ -186,7 +186,7 @@ def plan_metadata(
         "planned_contents": dg.MetadataValue.int(plan.contents),
         "planned_by_kind": dg.MetadataValue.text(counts),
         "unrecorded_kept": dg.MetadataValue.int(len(plan.kept)),
-        "refused": dg.MetadataValue.int(len(problems)),
+        "ownership_refusals": dg.MetadataValue.int(len(problems)),
         "stores": dg.MetadataValue.text(", ".join(plan.store_keys) or "-"),
         "plan": dg.MetadataValue.table(records, schema=_PLAN_COLUMNS),
     }

@@ -201,7 +201,9 @@ def test_plan_metadata_shows_every_planned_object_and_where_it_was_found() -> No
 
 
 def test_refused_objects_show_their_dependents_in_the_plan_and_the_dry_run() -> None:
-    schema = OwnedObject(PR_7, "postgresql", ObjectKind.SCHEMA, "analytics__pr_7")
+    schema = OwnedObject(
+        PR_7, "postgresql", ObjectKind.SCHEMA, "analytics__pr_7", found_in=frozenset({"ledger"})
+    )
     dependents = ("analytics.refunds has a foreign key to analytics__pr_7.orders",)
     plan = CleanupPlan(
         namespace=PR_7,
