@@ -111,7 +111,7 @@ def test_ledger_rows_and_schema_markers(backend: Backend, deploy: Deploy) -> Non
         finally:
             engine.dispose()
         assert comment == (
-            "dagster-branch namespace=pr_1 pull_request=1 branch=feature/pr-1 "
+            "dagster-branch namespace=pr_1 owner=default pull_request=1 branch=feature/pr-1 "
             "deployment=5f2c0a9e1b7d1 git_sha=a1b2c3d4e5f6"
         )
 

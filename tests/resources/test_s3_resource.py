@@ -140,6 +140,7 @@ def test_bucket_mode_creates_a_tagged_bucket_once(
     }
     assert tags == {
         "dagster-branch/namespace": "pr_42",
+        "dagster-branch/owner": "default",
         "dagster-branch/pull-request": "42",
         "dagster-branch/repository": "acme/data-platform",
         "team": "data",
