@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -324,15 +323,13 @@ def test_steady_state_with_500_live_namespaces_costs_at_most_one_request(
     assert "500 live namespace(s)" in first.skip_reason
 
     github.server.clear_log()
-    started = time.perf_counter()
     second = tick(defs, first.cursor)
-    elapsed = time.perf_counter() - started
 
     assert len(github.server.log) <= 1
     assert [response.status_code for _, response in github.server.log] == [304]
     assert not second.run_requests
     assert "500 active" in second.skip_reason
-    assert elapsed < 5, f"a steady-state tick took {elapsed:.2f}s"
+    # The tick's time is measured by benchmarks/bench_sensor.py, not asserted here.
 
 
 def test_wrong_resources_are_clear_config_errors(
