@@ -172,7 +172,7 @@ def test_branch_dbt_models_land_in_pr_7_schemas_defer_to_production_and_are_clea
         )
         plan = CliRunner().invoke(cli_main, ["plan", "-f", str(defs_file), "--pr", "7"])
         assert plan.exit_code == 0, plan.output
-        assert _table_rows(plan.output) >= _table_rows(_documented_plan())
+        assert _table_rows(plan.output) >= _table_rows(_documented_plan()), plan.output
         defs = build_definitions()
         cleanup = defs.resolve_job_def("branch_cleanup").execute_in_process(
             run_config={

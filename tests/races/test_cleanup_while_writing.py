@@ -128,7 +128,7 @@ def test_cleanup_while_the_branch_deployment_is_still_writing(
     pr_7 = Namespace.parse("pr_7")
     for key, store in {
         "warehouse": warehouse(postgres_url),
-        "lake": lake(s3_endpoint, None),
+        "lake": lake(s3_endpoint, postgres_url),  # where the writer records, as it writes
     }.items():
         found = {o.qualified_name for o in store.objects_of(pr_7)}
         if key == "warehouse" and schemas:
