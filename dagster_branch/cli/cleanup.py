@@ -125,9 +125,9 @@ def _echo_plan(
     click.echo(format_table(header, _plan_rows(cleanup_plan, problems)))
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(cleanup_plan.counts().items()))
     inside = f"{cleanup_plan.contents:,}{'' if cleanup_plan.contents_complete else '+'}"
+    with_contents = f"; {inside} to remove with contents" if cleanup_plan.removable else ""
     click.echo(
-        f"\n{len(cleanup_plan.removable)} object(s) to remove: {counts or 'none'}; "
-        f"{inside} to remove with contents."
+        f"\n{len(cleanup_plan.removable)} object(s) to remove: {counts or 'none'}{with_contents}."
     )
     if cleanup_plan.kept:
         click.echo(
