@@ -32,14 +32,14 @@ import dagster as dg
 
 from dagster_branch.decision import DEFAULT_GRACE_PERIOD
 from dagster_branch.errors import DagsterBranchConfigError
-from dagster_branch.inventory import BranchStore
+from dagster_branch.inventory import require_store
 from dagster_branch.previous_runs import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_AFTER
 from dagster_branch.sensors import (
     DEFAULT_SOURCE_KEY,
     build_branch_cleanup_schedule,
     build_branch_cleanup_sensor,
 )
-from dagster_branch.sources.base import PullRequestSource
+from dagster_branch.sources.base import require_source
 
 __all__ = ["branch_cleanup_definitions"]
 
@@ -55,18 +55,8 @@ def _check(stores: Mapping[str, Any], source: Any, source_key: str) -> None:
             f"{source_key!r} is both a store key and the source key; give the source its own key."
         )
     for key, store in stores.items():
-        if not isinstance(store, BranchStore):
-            raise DagsterBranchConfigError(
-                f"stores[{key!r}] is a {type(store).__name__}, not a branch-aware store (it needs "
-                "list_namespaces, objects_of, ownership_problem and remove_objects): pass a "
-                "BranchDatabaseResource or BranchS3Resource."
-            )
-    if not isinstance(source, PullRequestSource):
-        raise DagsterBranchConfigError(
-            f"source is a {type(source).__name__}, not a pull request source: pass "
-            "GitHubPullRequests, GitLabMergeRequests, DagsterPlusBranchDeployments or "
-            "GitRemoteBranches."
-        )
+        require_store(store, f"stores[{key!r}]")
+    require_source(source, "source")
 
 
 def branch_cleanup_definitions(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
+from dagster_branch.errors import DagsterBranchConfigError
 from dagster_branch.naming import Namespace
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ledger_not_updated",
     "merge_sources",
     "refused_for_dependents",
+    "require_store",
 ]
 
 # Where an object is *recorded* as its namespace's by this owner: a ledger row, or a marker or tag
@@ -193,3 +195,23 @@ class BranchStore(Protocol):
     ) -> list[RemovalResult]:
         """Remove ``objects`` (idempotently), each handled separately; never raises per object."""
         ...
+
+
+def require_store(value: object, where: str) -> BranchStore:
+    """``value`` as a :class:`BranchStore`, or a configuration error naming ``where``.
+
+    Args:
+        value: what was bound, e.g. a resource read from a context.
+        where: names the place in the message, e.g. ``"The resource 'warehouse'"``.
+
+    Raises:
+        DagsterBranchConfigError: ``value`` lacks the store methods.
+    """
+    if not isinstance(value, BranchStore):
+        raise DagsterBranchConfigError(
+            f"{where} is a {type(value).__name__}, not a branch-aware store (it needs "
+            "list_namespaces, objects_of, ownership_problem and remove_objects): bind a "
+            "BranchDatabaseResource or a BranchS3Resource there, or leave the key out of the "
+            "store keys."
+        )
+    return value

@@ -34,7 +34,7 @@ from dagster_branch.detection import (
     run_cleanup_tick,
 )
 from dagster_branch.errors import DagsterBranchConfigError
-from dagster_branch.inventory import BranchStore
+from dagster_branch.inventory import BranchStore, require_store
 from dagster_branch.previous_runs import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_AFTER,
@@ -42,7 +42,7 @@ from dagster_branch.previous_runs import (
     instance_lookup,
 )
 from dagster_branch.run_tags import TAG_NAMESPACE, TAG_PULL_REQUEST, TAG_STATE
-from dagster_branch.sources.base import PullRequestSource
+from dagster_branch.sources.base import PullRequestSource, require_source
 
 __all__ = [
     "TAG_NAMESPACE",
@@ -68,24 +68,12 @@ def _resources(
     store_keys: Sequence[str],
     source_key: str,
 ) -> tuple[dict[str, BranchStore], PullRequestSource]:
-    stores: dict[str, BranchStore] = {}
-    for key in store_keys:
-        store = getattr(context.resources, key)
-        if not isinstance(store, BranchStore):
-            raise DagsterBranchConfigError(
-                f"Resource {key!r} is a {type(store).__name__}, not a branch-aware store (it "
-                "needs list_namespaces and objects_of): pass BranchDatabaseResource or "
-                "BranchS3Resource, or fix store_keys."
-            )
-        stores[key] = store
+    stores = {
+        key: require_store(getattr(context.resources, key), f"The resource {key!r}")
+        for key in store_keys
+    }
     source = getattr(context.resources, source_key)
-    if not isinstance(source, PullRequestSource):
-        raise DagsterBranchConfigError(
-            f"Resource {source_key!r} is a {type(source).__name__}, not a pull request source: "
-            "pass GitHubPullRequests, GitLabMergeRequests, DagsterPlusBranchDeployments or "
-            "GitRemoteBranches, or fix source_key."
-        )
-    return stores, source
+    return stores, require_source(source, f"The resource {source_key!r}")
 
 
 @dataclass(frozen=True)

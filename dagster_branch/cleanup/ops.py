@@ -35,7 +35,6 @@ from dagster_branch.cleanup.verify import (
 )
 from dagster_branch.errors import (
     CleanupIncompleteError,
-    DagsterBranchConfigError,
     DagsterBranchError,
 )
 from dagster_branch.inventory import (
@@ -44,9 +43,10 @@ from dagster_branch.inventory import (
     RemovalResult,
     Survey,
     SurveyingStore,
+    require_store,
 )
 from dagster_branch.pull_requests import PullRequestState
-from dagster_branch.sources.base import PullRequestSource
+from dagster_branch.sources.base import PullRequestSource, require_source
 
 __all__ = [
     "RETRY_DELAY_SECONDS",
@@ -131,26 +131,13 @@ def _failures_as_dagster(namespace: str | None) -> Iterator[None]:
 
 
 def _store(context: dg.OpExecutionContext, key: str) -> BranchStore:
-    resource = getattr(context.resources, key)
-    if not isinstance(resource, BranchStore):
-        raise DagsterBranchConfigError(
-            f"The resource under key {key!r} is a {type(resource).__name__}, which is not a "
-            "branch-aware store: bind a BranchDatabaseResource or BranchS3Resource there, or "
-            "remove the key from store_keys."
-        )
-    return resource
+    return require_store(getattr(context.resources, key), f"The resource {key!r}")
 
 
 def _source(context: dg.OpExecutionContext, key: str | None) -> PullRequestSource | None:
     if key is None:
         return None
-    resource = getattr(context.resources, key)
-    if not isinstance(resource, PullRequestSource):
-        raise DagsterBranchConfigError(
-            f"The resource under key {key!r} is a {type(resource).__name__}, which is not a "
-            "pull-request source: bind one of dagster_branch.sources there."
-        )
-    return resource
+    return require_source(getattr(context.resources, key), f"The resource {key!r}")
 
 
 # What each bounded field allows, for config errors that say how to fix the value.

@@ -7,15 +7,28 @@ Sources fail closed: when they cannot give a trustworthy answer they raise
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from dagster_branch.errors import DagsterBranchConfigError
 from dagster_branch.naming import Namespace
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
 
-__all__ = ["PullRequestSource", "PullRequestState", "PullRequestStatus", "SourceAnswer"]
+__all__ = [
+    "PullRequestSource",
+    "PullRequestState",
+    "PullRequestStatus",
+    "SourceAnswer",
+    "SourceCursor",
+    "require_source",
+]
+
+log = logging.getLogger(__name__)
+
+_Cursor = TypeVar("_Cursor", bound="SourceCursor")
 
 
 class SourceAnswer(BaseModel):
@@ -53,6 +66,37 @@ class SourceAnswer(BaseModel):
         return self.unknown.get(namespace, "the source gave no answer for this namespace")
 
 
+class SourceCursor(BaseModel):
+    """What a source remembers between calls, tied to the configuration that wrote it.
+
+    ``identity`` names the repository (or endpoint) the cursor describes: a cursor written for
+    another one is ignored, so pointing a source elsewhere never reuses stale answers. Subclasses
+    add their own fields, each with a default, so a fresh cursor needs only the identity.
+    """
+
+    kind: ClassVar[str] = "source"  # names the source in the log line of an unreadable cursor
+
+    version: Literal[1] = 1
+    identity: str
+
+    @classmethod
+    def load(cls: type[_Cursor], cursor: str | None, identity: str) -> _Cursor:
+        """The stored cursor, or a fresh one when it is absent, unreadable or for another
+        ``identity`` (the source then reads afresh: nothing is lost, it costs requests)."""
+        if cursor:
+            try:
+                loaded = cls.model_validate_json(cursor)
+            except ValidationError as exc:
+                log.warning(
+                    "Ignoring an unreadable %s cursor (%d errors)", cls.kind, exc.error_count()
+                )
+            else:
+                if loaded.identity == identity:
+                    return loaded
+                log.info("The %s changed; starting from a fresh cursor", cls.kind)
+        return cls(identity=identity)
+
+
 @runtime_checkable
 class PullRequestSource(Protocol):
     """The small interface the sensor, the cleanup job and the CLI share."""
@@ -81,3 +125,22 @@ class PullRequestSource(Protocol):
             SourceError: the source could not answer.
         """
         ...
+
+
+def require_source(value: object, where: str) -> PullRequestSource:
+    """``value`` as a :class:`PullRequestSource`, or a configuration error naming ``where``.
+
+    Args:
+        value: what was bound, e.g. a resource read from a context.
+        where: names the place in the message, e.g. ``"The resource 'pull_requests'"``.
+
+    Raises:
+        DagsterBranchConfigError: ``value`` lacks ``states_of`` and ``state_of``.
+    """
+    if not isinstance(value, PullRequestSource):
+        raise DagsterBranchConfigError(
+            f"{where} is a {type(value).__name__}, not a pull request source (it needs "
+            "states_of and state_of): bind GitHubPullRequests, GitLabMergeRequests, "
+            "DagsterPlusBranchDeployments or GitRemoteBranches there."
+        )
+    return value

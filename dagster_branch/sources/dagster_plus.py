@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from dagster import ConfigurableResource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,7 +38,7 @@ from dagster_branch.errors import (
 )
 from dagster_branch.naming import Namespace, NamespaceKind
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
-from dagster_branch.sources.base import SourceAnswer
+from dagster_branch.sources.base import SourceAnswer, SourceCursor
 from dagster_branch.sources.http import HttpClient, redact_url
 
 __all__ = ["DagsterPlusBranchDeployments"]
@@ -96,11 +96,11 @@ class _Envelope(_Strict):
     errors: list[dict[str, Any]] | None = None
 
 
-class _Cursor(BaseModel):
+class _Cursor(SourceCursor):
     """First time each finished namespace was seen finished (Dagster+ has no closing time)."""
 
-    version: Literal[1] = 1
-    identity: str
+    kind: ClassVar[str] = "Dagster+ source"
+
     finished_since: dict[str, datetime] = {}
 
 
@@ -266,7 +266,7 @@ class DagsterPlusBranchDeployments(ConfigurableResource):  # type: ignore[type-a
         """The state of each namespace's pull request, from one GraphQL request."""
         del deadline  # one request: its timeout is the bound
         identity = f"dagster-plus:{redact_url(self.endpoint)}:{self.repository or '*'}"
-        saved = _load_cursor(cursor, identity)
+        saved = _Cursor.load(cursor, identity)
         nodes, sent = self._nodes()
         found = self._by_namespace(nodes)
         full = len(nodes) >= self.limit
@@ -314,18 +314,6 @@ class DagsterPlusBranchDeployments(ConfigurableResource):  # type: ignore[type-a
     def state_of(self, namespace: Namespace) -> PullRequestState | None:
         """The state of one namespace's pull request, asked fresh; ``None`` when unknown."""
         return self.states_of([namespace]).states.get(namespace)
-
-
-def _load_cursor(cursor: str | None, identity: str) -> _Cursor:
-    fresh = _Cursor(identity=identity)
-    if not cursor:
-        return fresh
-    try:
-        loaded = _Cursor.model_validate_json(cursor)
-    except ValidationError:
-        log.warning("Ignoring an unreadable Dagster+ source cursor")
-        return fresh
-    return loaded if loaded.identity == identity else fresh
 
 
 def _state(ns: Namespace, status: PullRequestStatus, since: datetime | None) -> PullRequestState:

@@ -26,15 +26,15 @@ import tempfile
 from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
 from dagster import ConfigurableResource
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from dagster_branch.errors import SourceUnavailableError, UnexpectedResponseError
 from dagster_branch.naming import Namespace, NamespaceKind, short_hash
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
-from dagster_branch.sources.base import SourceAnswer
+from dagster_branch.sources.base import SourceAnswer, SourceCursor
 from dagster_branch.sources.http import redact_url
 
 __all__ = ["GitRemoteBranches"]
@@ -56,9 +56,9 @@ class _Gone(BaseModel):
     at: datetime
 
 
-class _GitCursor(BaseModel):
-    version: Literal[1] = 1
-    identity: str
+class _GitCursor(SourceCursor):
+    kind: ClassVar[str] = "git source"
+
     heads: dict[str, _Head] = {}
     gone: dict[str, _Gone] = {}
 
@@ -213,7 +213,7 @@ class GitRemoteBranches(ConfigurableResource):  # type: ignore[type-arg]
         branch just disappeared)."""
         del deadline  # bounded by timeout_seconds per git command
         identity = f"git:{short_hash(self.remote, 16)}:{self.default_branch or ''}"
-        saved = _load(cursor, identity)
+        saved = _GitCursor.load(cursor, identity)
         heads, default = self._list_heads()
         fetched: set[str] = set()
         by_namespace = {Namespace.for_branch(branch): branch for branch in heads}
@@ -270,15 +270,3 @@ class GitRemoteBranches(ConfigurableResource):  # type: ignore[type-arg]
     def state_of(self, namespace: Namespace) -> PullRequestState | None:
         """The state of one branch namespace, read fresh; ``None`` for other namespaces."""
         return self.states_of([namespace]).states.get(namespace)
-
-
-def _load(cursor: str | None, identity: str) -> _GitCursor:
-    fresh = _GitCursor(identity=identity)
-    if not cursor:
-        return fresh
-    try:
-        loaded = _GitCursor.model_validate_json(cursor)
-    except ValidationError:
-        log.warning("Ignoring an unreadable git source cursor")
-        return fresh
-    return loaded if loaded.identity == identity else fresh

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
-from dagster import ConfigurableResource
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from dagster_branch.errors import UnexpectedResponseError
-from dagster_branch.naming import Namespace
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
-from dagster_branch.sources.base import SourceAnswer
 from dagster_branch.sources.http import HttpClient, HttpResponse, redact_url
-from dagster_branch.sources.tracking import Page, track_pull_requests
+from dagster_branch.sources.tracking import Page, TrackedSource
 
 __all__ = ["GitHubPullRequests"]
 
@@ -129,7 +126,7 @@ class _GitHubListing:
         return _parse_pull(response.json(), response.path)
 
 
-class GitHubPullRequests(ConfigurableResource):  # type: ignore[type-arg]
+class GitHubPullRequests(TrackedSource):
     """Pull request states of one GitHub repository, for the cleanup sensor and job.
 
     Give the token as an ``EnvVar`` (a fine-grained token with "Pull requests: read" is enough).
@@ -158,24 +155,6 @@ class GitHubPullRequests(ConfigurableResource):  # type: ignore[type-arg]
         description="REST API root: GITHUB_API_URL when set, else https://api.github.com. For "
         "GitHub Enterprise Server use https://<host>/api/v3.",
     )
-    timeout_seconds: float = Field(
-        default=10.0, gt=0, le=120, description="Connect and read timeout of each request."
-    )
-    page_size: int = Field(
-        default=100, ge=1, le=100, description="Pull requests per page (GitHub allows 100)."
-    )
-    max_pages: int = Field(
-        default=30,
-        ge=1,
-        description="Most listing pages read in one call (the first call, with no cursor, may "
-        "need several; later calls usually need one).",
-    )
-    max_lookups: int = Field(
-        default=50,
-        ge=0,
-        description="Most single pull request lookups in one call, for pull requests the "
-        "listing did not reach; the rest are looked up on the next call.",
-    )
 
     @field_validator("repository")
     @classmethod
@@ -199,29 +178,5 @@ class GitHubPullRequests(ConfigurableResource):  # type: ignore[type-arg]
             timeout_seconds=self.timeout_seconds,
         )
 
-    def states_of(
-        self,
-        namespaces: Collection[Namespace],
-        *,
-        cursor: str | None = None,
-        deadline: float | None = None,
-    ) -> SourceAnswer:
-        """The state of each namespace's pull request; one request when nothing changed."""
-        with self._client() as client:
-            listing = _GitHubListing(client, self.repository, self.page_size)
-            return track_pull_requests(
-                listing,
-                namespaces,
-                cursor=cursor,
-                max_pages=self.max_pages,
-                max_lookups=self.max_lookups,
-                deadline=deadline,
-            )
-
-    def state_of(self, namespace: Namespace) -> PullRequestState | None:
-        """The state of one namespace's pull request, read fresh; ``None`` when not found."""
-        if namespace.pull_request_id:
-            with self._client() as client:
-                listing = _GitHubListing(client, self.repository, self.page_size)
-                return listing.fetch(int(namespace.pull_request_id))
-        return self.states_of([namespace]).states.get(namespace)
+    def _listing(self, client: HttpClient) -> _GitHubListing:
+        return _GitHubListing(client, self.repository, self.page_size)

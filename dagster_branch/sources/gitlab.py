@@ -12,20 +12,17 @@ GitLab tells ``merged`` apart from ``closed``; ``locked`` (a merge in progress) 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import quote
 
-from dagster import ConfigurableResource
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from dagster_branch.errors import UnexpectedResponseError
-from dagster_branch.naming import Namespace
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
-from dagster_branch.sources.base import SourceAnswer
 from dagster_branch.sources.http import HttpClient, HttpResponse, redact_url
-from dagster_branch.sources.tracking import Page, track_pull_requests
+from dagster_branch.sources.tracking import Page, TrackedSource
 
 __all__ = ["GitLabMergeRequests"]
 
@@ -134,7 +131,7 @@ class _GitLabListing:
         return _parse(response.json(), response.path)
 
 
-class GitLabMergeRequests(ConfigurableResource):  # type: ignore[type-arg]
+class GitLabMergeRequests(TrackedSource):
     """Merge request states of one GitLab project, for the cleanup sensor and job.
 
     Give the token as an ``EnvVar`` (a project or personal access token with ``read_api``).
@@ -162,19 +159,6 @@ class GitLabMergeRequests(ConfigurableResource):  # type: ignore[type-arg]
         default_factory=lambda: os.environ.get("CI_API_V4_URL") or DEFAULT_API_URL,
         description="REST API root: CI_API_V4_URL when set, else https://gitlab.com/api/v4.",
     )
-    timeout_seconds: float = Field(
-        default=10.0, gt=0, le=120, description="Connect and read timeout of each request."
-    )
-    page_size: int = Field(
-        default=100, ge=1, le=100, description="Merge requests per page (GitLab allows 100)."
-    )
-    max_pages: int = Field(default=30, ge=1, description="Most listing pages read in one call.")
-    max_lookups: int = Field(
-        default=50,
-        ge=0,
-        description="Most single merge request lookups in one call, for merge requests the "
-        "listing did not reach; the rest are looked up on the next call.",
-    )
 
     @field_validator("project")
     @classmethod
@@ -193,28 +177,5 @@ class GitLabMergeRequests(ConfigurableResource):  # type: ignore[type-arg]
             timeout_seconds=self.timeout_seconds,
         )
 
-    def states_of(
-        self,
-        namespaces: Collection[Namespace],
-        *,
-        cursor: str | None = None,
-        deadline: float | None = None,
-    ) -> SourceAnswer:
-        """The state of each namespace's merge request; one request when nothing changed."""
-        with self._client() as client:
-            return track_pull_requests(
-                _GitLabListing(client, self.project, self.page_size),
-                namespaces,
-                cursor=cursor,
-                max_pages=self.max_pages,
-                max_lookups=self.max_lookups,
-                deadline=deadline,
-            )
-
-    def state_of(self, namespace: Namespace) -> PullRequestState | None:
-        """The state of one namespace's merge request, read fresh; ``None`` when not found."""
-        if namespace.pull_request_id:
-            with self._client() as client:
-                listing = _GitLabListing(client, self.project, self.page_size)
-                return listing.fetch(int(namespace.pull_request_id))
-        return self.states_of([namespace]).states.get(namespace)
+    def _listing(self, client: HttpClient) -> _GitLabListing:
+        return _GitLabListing(client, self.project, self.page_size)

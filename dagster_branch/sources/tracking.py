@@ -14,24 +14,28 @@ turns that listing into answers that cost one request per tick in steady state:
   reported as unknown, never as closed.
 
 The host-specific part is a :class:`Listing`: how to read pages and one pull request.
+:class:`TrackedSource` is the resource both hosts' sources share: their settings and calls.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from abc import abstractmethod
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Literal, Protocol
+from typing import ClassVar, Protocol
 
-from pydantic import BaseModel, ValidationError
+from dagster import ConfigurableResource
+from pydantic import Field
 
 from dagster_branch.naming import Namespace, NamespaceKind
 from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
-from dagster_branch.sources.base import SourceAnswer
+from dagster_branch.sources.base import SourceAnswer, SourceCursor
+from dagster_branch.sources.http import HttpClient
 
-__all__ = ["Listing", "Page", "TrackedPulls", "track_pull_requests"]
+__all__ = ["Listing", "Page", "TrackedPulls", "TrackedSource", "track_pull_requests"]
 
 log = logging.getLogger(__name__)
 
@@ -74,32 +78,17 @@ class Listing(Protocol):
         ...
 
 
-class TrackedPulls(BaseModel):
+class TrackedPulls(SourceCursor):
     """The cursor: what the last call learned, so the next one only reads what changed."""
 
-    version: Literal[1] = 1
-    identity: str
+    kind: ClassVar[str] = "pull request source"
+
     etag: str | None = None
     high_water: datetime | None = None
     pulls: dict[int, PullRequestState] = {}
     not_found: list[int] = []
     no_pull_request: list[str] = []
     unmatched_branches: list[str] = []
-
-    @classmethod
-    def load(cls, cursor: str | None, identity: str) -> TrackedPulls | None:
-        """The cursor's content, or ``None`` (start afresh) when absent, unreadable or foreign."""
-        if not cursor:
-            return None
-        try:
-            loaded = cls.model_validate_json(cursor)
-        except ValidationError as exc:
-            log.warning("Ignoring an unreadable pull request cursor (%s errors)", exc.error_count())
-            return None
-        if loaded.identity != identity:
-            log.info("The pull request source changed; starting from a fresh cursor")
-            return None
-        return loaded
 
 
 @dataclass
@@ -133,7 +122,7 @@ def track_pull_requests(
     deadline: float | None = None,
 ) -> SourceAnswer:
     """Answer ``namespaces`` from the cursor plus what changed since; see the module docstring."""
-    saved = TrackedPulls.load(cursor, listing.identity) or TrackedPulls(identity=listing.identity)
+    saved = TrackedPulls.load(cursor, listing.identity)
     numbers = {int(ns.pull_request_id) for ns in namespaces if ns.pull_request_id}
     branches = {ns for ns in namespaces if ns.kind is NamespaceKind.BRANCH}
     known = dict(saved.pulls)
@@ -341,3 +330,66 @@ def _answer(
             continue
         states[ns] = state
     return SourceAnswer(states=states, unknown=unknown, without_pull_request=frozenset(without))
+
+
+class TrackedSource(ConfigurableResource):  # type: ignore[type-arg]
+    """A pull request source that reads the host's "recently updated" listing (GitHub, GitLab).
+
+    Subclasses add the host's own settings (repository, token, API root) and say how to build
+    the HTTP client and the :class:`Listing`; the calls and their bounds are shared.
+    """
+
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Connect and read timeout of each request."
+    )
+    page_size: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Pull (merge) requests per listing page (GitHub and GitLab allow 100).",
+    )
+    max_pages: int = Field(
+        default=30,
+        ge=1,
+        description="Most listing pages read in one call (the first call, with no cursor, may "
+        "need several; later calls usually need one).",
+    )
+    max_lookups: int = Field(
+        default=50,
+        ge=0,
+        description="Most single pull (merge) request lookups in one call, for those the "
+        "listing did not reach; the rest are looked up on the next call.",
+    )
+
+    @abstractmethod
+    def _client(self) -> HttpClient:
+        """A client for the host's API, holding the token."""
+
+    @abstractmethod
+    def _listing(self, client: HttpClient) -> Listing:
+        """The host's listing of this repository's pull requests, read through ``client``."""
+
+    def states_of(
+        self,
+        namespaces: Collection[Namespace],
+        *,
+        cursor: str | None = None,
+        deadline: float | None = None,
+    ) -> SourceAnswer:
+        """The state of each namespace's pull request; one request when nothing changed."""
+        with self._client() as client:
+            return track_pull_requests(
+                self._listing(client),
+                namespaces,
+                cursor=cursor,
+                max_pages=self.max_pages,
+                max_lookups=self.max_lookups,
+                deadline=deadline,
+            )
+
+    def state_of(self, namespace: Namespace) -> PullRequestState | None:
+        """The state of one namespace's pull request, read fresh; ``None`` when not found."""
+        if namespace.pull_request_id:
+            with self._client() as client:
+                return self._listing(client).fetch(int(namespace.pull_request_id))
+        return self.states_of([namespace]).states.get(namespace)
