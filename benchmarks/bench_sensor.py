@@ -64,6 +64,7 @@ from _common import (
     wait_for_port,
 )
 
+from dagster_branch.detection import CleanupPolicy
 from dagster_branch.ledger import LEDGER_TABLE
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.database import BranchDatabaseResource
@@ -237,7 +238,9 @@ class DagsterBranchSensor(Contender):
 
     def __init__(self, source: Source) -> None:
         self.sensor = build_branch_cleanup_sensor(
-            store_keys=tuple(source.stores), max_runs_per_tick=50, grace_period=GRACE
+            store_keys=tuple(source.stores),
+            max_runs_per_tick=50,
+            policy=CleanupPolicy(grace_period=GRACE),
         )
         gh = GitHubPullRequests(
             repository=source.repository, token=TOKEN, api_url=source.standin.api_url

@@ -227,6 +227,7 @@ class BranchCleanupComponent(dg.Component, dg.Resolvable, dg.Model):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """Resources everywhere; the job and sensor outside branch deployments."""
         from dagster_branch.definitions import branch_cleanup_definitions
+        from dagster_branch.detection import CleanupPolicy
         from dagster_branch.io_managers.database import BranchTableIOManager
 
         stores = self._stores()
@@ -242,8 +243,9 @@ class BranchCleanupComponent(dg.Component, dg.Resolvable, dg.Model):
             stores=stores,
             source=self.pull_requests.build(),
             source_key=self.source_key,
-            grace_period=timedelta(minutes=self.grace_period_minutes),
-            stale_after=stale,
+            policy=CleanupPolicy(
+                grace_period=timedelta(minutes=self.grace_period_minutes), stale_after=stale
+            ),
             include_schedule=self.include_schedule,
             sensor_status=(
                 dg.DefaultSensorStatus.RUNNING

@@ -25,15 +25,13 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 
-from dagster_branch.decision import DEFAULT_GRACE_PERIOD
+from dagster_branch.detection import DEFAULT_POLICY, CleanupPolicy
 from dagster_branch.errors import DagsterBranchConfigError
 from dagster_branch.inventory import require_store
-from dagster_branch.previous_runs import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_AFTER
 from dagster_branch.sensors import (
     DEFAULT_SOURCE_KEY,
     build_branch_cleanup_schedule,
@@ -70,13 +68,9 @@ def branch_cleanup_definitions(
     sensor_name: str = "branch_cleanup_sensor",
     schedule_name: str = "branch_cleanup_schedule",
     cron_schedule: str = "0 3 * * *",
-    grace_period: timedelta = DEFAULT_GRACE_PERIOD,
-    stale_after: timedelta | None = None,
+    policy: CleanupPolicy = DEFAULT_POLICY,
     max_runs_per_tick: int = 10,
     minimum_interval_seconds: int = 300,
-    time_budget_seconds: float = 40.0,
-    retry_after: timedelta = DEFAULT_RETRY_AFTER,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     sensor_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
     schedule_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
     io_manager_key: str = "io_manager",
@@ -93,14 +87,11 @@ def branch_cleanup_definitions(
         sensor_name: the sensor's name.
         schedule_name: the schedule's name.
         cron_schedule: when the schedule runs.
-        grace_period: wait this long after a pull request closes before cleaning.
-        stale_after: also clean namespaces idle this long (off by default).
-        max_runs_per_tick: most cleanup runs requested per tick.
+        policy: when to clean and how often to retry, shared by the sensor and the schedule
+            (:class:`~dagster_branch.detection.CleanupPolicy`: grace period, stale namespaces,
+            time budget, retries).
+        max_runs_per_tick: most cleanup runs the sensor requests per tick.
         minimum_interval_seconds: the least time between two sensor ticks.
-        time_budget_seconds: how long one tick may spend asking the source.
-        retry_after: wait this long after a cleanup run finished before retrying a namespace
-            that is still live (the run failed, or a late branch run wrote again).
-        max_attempts: most cleanup runs per closing before leaving it to a person.
         sensor_status: whether the sensor runs as soon as it is deployed.
         schedule_status: whether the schedule runs as soon as it is deployed.
         io_manager_key: IO manager for the small values the job's ops pass along.
@@ -120,11 +111,7 @@ def branch_cleanup_definitions(
         "job_name": job_name,
         "store_keys": store_keys,
         "source_key": source_key,
-        "grace_period": grace_period,
-        "stale_after": stale_after,
-        "time_budget_seconds": time_budget_seconds,
-        "retry_after": retry_after,
-        "max_attempts": max_attempts,
+        "policy": policy,
     }
     sensors = []
     if include_sensor:

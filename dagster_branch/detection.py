@@ -30,7 +30,7 @@ import dagster as dg
 from pydantic import BaseModel, ValidationError
 
 from dagster_branch.decision import DEFAULT_GRACE_PERIOD, Decision, DecisionKind, decide_all
-from dagster_branch.errors import DagsterBranchError, SourceError
+from dagster_branch.errors import DagsterBranchConfigError, DagsterBranchError, SourceError
 from dagster_branch.inventory import BranchStore
 from dagster_branch.naming import Namespace
 from dagster_branch.previous_runs import (
@@ -44,7 +44,9 @@ from dagster_branch.run_tags import TAG_NAMESPACE, TAG_PULL_REQUEST, TAG_STATE
 from dagster_branch.sources.base import PullRequestSource, SourceAnswer
 
 __all__ = [
+    "DEFAULT_POLICY",
     "CleanupCursor",
+    "CleanupPolicy",
     "Evaluation",
     "ReportsActivity",
     "TickOutcome",
@@ -231,37 +233,72 @@ def _summary(evaluation: Evaluation, already: int) -> str:
     return ". ".join(parts) + "."
 
 
+@dataclass(frozen=True)
+class CleanupPolicy:
+    """When a namespace is cleaned, and how often a cleanup is tried: one object for the sensor,
+    the schedule and :func:`~dagster_branch.definitions.branch_cleanup_definitions`, so both
+    triggers make the same decisions.
+
+    Args:
+        grace_period: wait this long after a pull request closes before cleaning.
+        stale_after: also clean namespaces idle this long (open, or without a pull request);
+            off when ``None``.
+        time_budget_seconds: how long one tick may spend asking the source (keep it under
+            Dagster's sensor timeout of 60 seconds).
+        retry_after: how long after a cleanup run finished a namespace still live (the run
+            failed, or a late branch run wrote again) is requested again.
+        max_attempts: most cleanup runs per closing; then the tick logs that a person must look.
+
+    Example::
+
+        policy = CleanupPolicy(grace_period=timedelta(minutes=30), stale_after=timedelta(days=14))
+        defs = branch_cleanup_definitions(stores=..., source=..., policy=policy)
+    """
+
+    grace_period: timedelta = DEFAULT_GRACE_PERIOD
+    stale_after: timedelta | None = None
+    time_budget_seconds: float = 40.0
+    retry_after: timedelta = DEFAULT_RETRY_AFTER
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise DagsterBranchConfigError(
+                f"CleanupPolicy(max_attempts={self.max_attempts}) must be at least 1 (1: never "
+                "request a second cleanup run)."
+            )
+
+
+DEFAULT_POLICY = CleanupPolicy()
+
+
 def run_cleanup_tick(
     stores: Mapping[str, BranchStore],
     source: PullRequestSource,
     *,
     cursor: CleanupCursor,
-    now: datetime | None = None,
-    grace_period: timedelta = DEFAULT_GRACE_PERIOD,
-    stale_after: timedelta | None = None,
+    policy: CleanupPolicy = DEFAULT_POLICY,
     max_runs_per_tick: int = 10,
-    time_budget_seconds: float = 40.0,
+    now: datetime | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     previous_run: PreviousRunLookup | None = None,
-    retry_after: timedelta = DEFAULT_RETRY_AFTER,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> TickOutcome:
     """One tick of the sensor (or the schedule): decide, and build the run requests.
 
     With ``previous_run`` (the sensor passes a lookup on the Dagster instance), a namespace still
-    live after its cleanup run finished is requested again after ``retry_after``, up to
-    ``max_attempts`` runs per closing (see :mod:`dagster_branch.previous_runs`).
+    live after its cleanup run finished is requested again after ``policy.retry_after``, up to
+    ``policy.max_attempts`` runs per closing (see :mod:`dagster_branch.previous_runs`).
     """
     out = logger or log
-    deadline = time.monotonic() + time_budget_seconds
+    deadline = time.monotonic() + policy.time_budget_seconds
     try:
         evaluation = evaluate_namespaces(
             stores,
             source,
             now=now,
             cursor=cursor.source,
-            grace_period=grace_period,
-            stale_after=stale_after,
+            grace_period=policy.grace_period,
+            stale_after=policy.stale_after,
             deadline=deadline,
         )
     except SourceError as exc:
@@ -289,8 +326,8 @@ def run_cleanup_tick(
                 run_key,
                 previous_run(namespace),
                 now=current,
-                retry_after=retry_after,
-                max_attempts=max_attempts,
+                retry_after=policy.retry_after,
+                max_attempts=policy.max_attempts,
             )
             if follow.run_key is None:
                 if follow.gave_up:

@@ -9,8 +9,9 @@ Example::
 
     import dagster as dg
     from dagster_branch import build_branch_cleanup_sensor
+    from dagster_branch.detection import CleanupPolicy
 
-    sensor = build_branch_cleanup_sensor(grace_period=timedelta(minutes=30))
+    sensor = build_branch_cleanup_sensor(policy=CleanupPolicy(grace_period=timedelta(minutes=30)))
     defs = dg.Definitions(sensors=[sensor], jobs=[...], resources={...})
 """
 
@@ -18,14 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
 import dagster as dg
 
 from dagster_branch.cleanup.verify import refuse_in_branch_deployment
-from dagster_branch.decision import DEFAULT_GRACE_PERIOD
 from dagster_branch.detection import (
+    DEFAULT_POLICY,
     CleanupCursor,
+    CleanupPolicy,
     Evaluation,
     ReportsActivity,
     TickOutcome,
@@ -36,8 +37,6 @@ from dagster_branch.detection import (
 from dagster_branch.errors import DagsterBranchConfigError
 from dagster_branch.inventory import BranchStore, require_store
 from dagster_branch.previous_runs import (
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_RETRY_AFTER,
     PreviousRunLookup,
     instance_lookup,
 )
@@ -49,6 +48,7 @@ __all__ = [
     "TAG_PULL_REQUEST",
     "TAG_STATE",
     "CleanupCursor",
+    "CleanupPolicy",
     "Evaluation",
     "ReportsActivity",
     "TickOutcome",
@@ -83,20 +83,12 @@ class _Tick:
     job_name: str
     store_keys: tuple[str, ...]
     source_key: str
-    grace_period: timedelta
-    stale_after: timedelta | None
+    policy: CleanupPolicy
     max_runs_per_tick: int
-    time_budget_seconds: float
-    retry_after: timedelta
-    max_attempts: int
 
     def __post_init__(self) -> None:
         if self.max_runs_per_tick < 1:
             raise DagsterBranchConfigError("max_runs_per_tick must be at least 1.")
-        if self.max_attempts < 1:
-            raise DagsterBranchConfigError(
-                "max_attempts must be at least 1 (1: never request a second cleanup run)."
-            )
 
     @property
     def resource_keys(self) -> set[str]:
@@ -115,14 +107,10 @@ class _Tick:
             stores,
             source,
             cursor=cursor,
-            grace_period=self.grace_period,
-            stale_after=self.stale_after,
+            policy=self.policy,
             max_runs_per_tick=self.max_runs_per_tick,
-            time_budget_seconds=self.time_budget_seconds,
             logger=context.log,
             previous_run=_previous_runs(context, self.job_name),
-            retry_after=self.retry_after,
-            max_attempts=self.max_attempts,
         )
 
 
@@ -143,13 +131,9 @@ def build_branch_cleanup_sensor(
     store_keys: Sequence[str] = DEFAULT_STORE_KEYS,
     source_key: str = DEFAULT_SOURCE_KEY,
     name: str = "branch_cleanup_sensor",
-    grace_period: timedelta = DEFAULT_GRACE_PERIOD,
-    stale_after: timedelta | None = None,
+    policy: CleanupPolicy = DEFAULT_POLICY,
     max_runs_per_tick: int = 10,
     minimum_interval_seconds: int = 300,
-    time_budget_seconds: float = 40.0,
-    retry_after: timedelta = DEFAULT_RETRY_AFTER,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
     """A sensor that requests the cleanup job for every namespace whose pull request closed.
@@ -159,41 +143,27 @@ def build_branch_cleanup_sensor(
 
     Each closing is requested once (its run key names the namespace and the closing time, and
     the cursor remembers it). A pull request reopened and closed again is requested again. A
-    namespace still live ``retry_after`` after its cleanup run finished (the run failed, or a
-    late branch run wrote again) is requested again, up to ``max_attempts`` runs per closing.
+    namespace still live ``policy.retry_after`` after its cleanup run finished (the run failed,
+    or a late branch run wrote again) is requested again, up to ``policy.max_attempts`` runs per
+    closing.
 
     Args:
         job_name: the cleanup job it requests runs of.
         store_keys: resource keys of the branch-aware stores whose namespaces it watches.
         source_key: resource key of the pull request source.
         name: the sensor's name.
-        grace_period: wait this long after a pull request closes before cleaning.
-        stale_after: also clean namespaces idle this long (open, or without a pull request).
+        policy: when to clean and how often to retry (:class:`CleanupPolicy`).
         max_runs_per_tick: most run requests per tick; the rest follow on later ticks.
         minimum_interval_seconds: the least time between two ticks.
-        time_budget_seconds: how long a tick may spend asking the source (keep it under
-            Dagster's sensor timeout of 60 seconds).
-        retry_after: how long after a cleanup run finished a still-live namespace is retried.
-        max_attempts: most cleanup runs per closing; then the tick logs that a person must look.
         default_status: whether the sensor starts running when first deployed.
 
     Example::
 
         sensor = build_branch_cleanup_sensor(
-            store_keys=("warehouse",), stale_after=timedelta(days=14)
+            store_keys=("warehouse",), policy=CleanupPolicy(stale_after=timedelta(days=14))
         )
     """
-    tick = _Tick(
-        job_name=job_name,
-        store_keys=tuple(store_keys),
-        source_key=source_key,
-        grace_period=grace_period,
-        stale_after=stale_after,
-        max_runs_per_tick=max_runs_per_tick,
-        time_budget_seconds=time_budget_seconds,
-        retry_after=retry_after,
-        max_attempts=max_attempts,
-    )
+    tick = _Tick(job_name, tuple(store_keys), source_key, policy, max_runs_per_tick)
 
     @dg.sensor(
         name=name,
@@ -202,7 +172,7 @@ def build_branch_cleanup_sensor(
         required_resource_keys=tick.resource_keys,
         default_status=default_status,
         description="Requests the branch cleanup job for namespaces whose pull request was "
-        f"closed or merged more than {grace_period} ago (dagster-branch).",
+        f"closed or merged more than {policy.grace_period} ago (dagster-branch).",
     )
     def branch_cleanup_sensor(
         context: dg.SensorEvaluationContext, **_direct: object
@@ -228,35 +198,22 @@ def build_branch_cleanup_schedule(
     source_key: str = DEFAULT_SOURCE_KEY,
     cron_schedule: str = "0 3 * * *",
     name: str = "branch_cleanup_schedule",
-    grace_period: timedelta = DEFAULT_GRACE_PERIOD,
-    stale_after: timedelta | None = None,
+    policy: CleanupPolicy = DEFAULT_POLICY,
     max_runs_per_tick: int = 50,
-    time_budget_seconds: float = 40.0,
-    retry_after: timedelta = DEFAULT_RETRY_AFTER,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     execution_timezone: str | None = None,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
 ) -> dg.ScheduleDefinition:
     """A nightly janitor making exactly the sensor's decisions, for teams that prefer one sweep.
 
     A schedule keeps no cursor, so each run reads the source afresh (a few requests, once a day).
-    Namespaces still live after their cleanup ran are retried as the sensor does.
+    Namespaces still live after their cleanup ran are retried as the sensor does. The arguments
+    are the sensor's (same ``policy``), plus ``cron_schedule`` and ``execution_timezone``.
 
     Example::
 
         schedule = build_branch_cleanup_schedule(cron_schedule="0 4 * * *")
     """
-    tick = _Tick(
-        job_name=job_name,
-        store_keys=tuple(store_keys),
-        source_key=source_key,
-        grace_period=grace_period,
-        stale_after=stale_after,
-        max_runs_per_tick=max_runs_per_tick,
-        time_budget_seconds=time_budget_seconds,
-        retry_after=retry_after,
-        max_attempts=max_attempts,
-    )
+    tick = _Tick(job_name, tuple(store_keys), source_key, policy, max_runs_per_tick)
 
     @dg.schedule(
         name=name,

@@ -19,6 +19,7 @@ import importlib.util
 import dagster as dg
 
 from dagster_branch import BranchTableIOManager, DeploymentContext, branch_cleanup_definitions
+from dagster_branch.detection import CleanupPolicy
 from example_project import resources
 from example_project.assets import customers, orders, orders_export_asset, revenue_by_customer
 
@@ -59,7 +60,7 @@ def build_definitions() -> dg.Definitions:
     cleanup = branch_cleanup_definitions(
         stores=stores,
         source=resources.pull_request_source(),
-        grace_period=resources.grace_period(),
+        policy=CleanupPolicy(grace_period=resources.grace_period()),
         # The job passes small Python objects between its ops: pickle them to files, since
         # this project's default io_manager writes tables.
         io_manager_key="cleanup_io_manager",

@@ -24,6 +24,7 @@ from dagster_branch import (
     ObjectKind,
     branch_cleanup_definitions,
 )
+from dagster_branch.detection import CleanupPolicy
 from dagster_branch.sensors import CleanupCursor
 from dagster_branch.testing import free_port
 from tests.sources.stand_ins import GitHubStandIn, json_response, rate_limited
@@ -258,7 +259,9 @@ def test_stale_namespaces_only_when_stale_after_is_set(
     without = tick(definitions(github, warehouse, lake))
     assert not without.run_requests
 
-    stale = tick(definitions(github, warehouse, lake, stale_after=timedelta(days=30)))
+    stale = tick(
+        definitions(github, warehouse, lake, policy=CleanupPolicy(stale_after=timedelta(days=30)))
+    )
     by_namespace = {r.tags["dagster-branch/namespace"]: r for r in stale.run_requests}
     assert sorted(by_namespace) == [idle_dev.key, "pr_7"]
     for request in by_namespace.values():
@@ -299,7 +302,7 @@ def test_a_short_time_budget_answers_what_it_can_and_continues_next_tick(
     for number in range(3, 301):
         github.touch(number)  # pulls 1 and 2 end up on the last page
     warehouse.create(*(pr(n) for n in range(1, 301)))
-    defs = definitions(github, warehouse, lake, time_budget_seconds=0)
+    defs = definitions(github, warehouse, lake, policy=CleanupPolicy(time_budget_seconds=0))
 
     first = tick(defs)
     assert not first.run_requests

@@ -26,6 +26,7 @@ from dagster_branch import (
     Namespace,
     branch_cleanup_definitions,
 )
+from dagster_branch.detection import CleanupPolicy
 from dagster_branch.dialects import list_schema_names
 from tests.sources.stand_ins import (
     DagsterPlusStandIn,
@@ -157,7 +158,7 @@ def test_git_remote_deleted_branch_is_cleaned_on_duckdb(
 
     deploy("production")
     source = GitRemoteBranches(remote=str(origin), cache_dir=str(tmp_path / "cache"))
-    defs = production_defs(duckdb_url, source, grace_period=timedelta(0))
+    defs = production_defs(duckdb_url, source, policy=CleanupPolicy(grace_period=timedelta(0)))
     first = tick(defs)
     assert not first.run_requests and "2 active" in first.skip_message
 
@@ -209,7 +210,7 @@ def test_dagster_plus_closed_pr_is_requested_once_and_fails_closed_on_surprises(
 
     deploy("production")
     source = DagsterPlusBranchDeployments(organization="hooli", api_token="user:e2e", url=plus.url)
-    defs = production_defs(duckdb_url, source, grace_period=timedelta(0))
+    defs = production_defs(duckdb_url, source, policy=CleanupPolicy(grace_period=timedelta(0)))
     first = tick(defs)
     assert [r.tags["dagster-branch/namespace"] for r in first.run_requests] == ["pr_11"]
 
@@ -262,7 +263,7 @@ def test_definitions_hold_resources_job_sensor_and_optional_schedule(
 ) -> None:
     github = GitHubStandIn(httpserver)
     source = GitHubPullRequests(repository=github.repository, token="x", api_url=github.api_url)
-    defs = production_defs(duckdb_url, source, stale_after=timedelta(days=30))
+    defs = production_defs(duckdb_url, source, policy=CleanupPolicy(stale_after=timedelta(days=30)))
     assert set(defs.resources or {}) == {"warehouse", "pull_requests"}
     assert defs.resolve_job_def("branch_cleanup").name == "branch_cleanup"
     sensor = defs.resolve_sensor_def("branch_cleanup_sensor")

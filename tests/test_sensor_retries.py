@@ -15,6 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from dagster_branch import GitHubPullRequests
+from dagster_branch.detection import CleanupPolicy
 from dagster_branch.previous_runs import FollowUp, PreviousRun, follow_up
 from tests.sources.stand_ins import GitHubStandIn
 from tests.test_sensor_end_to_end import (
@@ -103,7 +104,9 @@ def test_objects_written_after_the_cleanup_are_cleaned_by_a_second_run_then_left
 ) -> None:
     source = closed_pull_request(httpserver, 7, duckdb_url, deploy)
     write_table(duckdb_url)  # production's own table
-    defs = production_defs(duckdb_url, source, retry_after=timedelta(0), max_attempts=2)
+    defs = production_defs(
+        duckdb_url, source, policy=CleanupPolicy(retry_after=timedelta(0), max_attempts=2)
+    )
     with dg.instance_for_test() as instance:
         first = tick(defs, instance, None)
         (request,) = first.run_requests
@@ -135,7 +138,7 @@ def test_a_live_namespace_is_not_requested_again_before_retry_after(
     deploy: Deploy,  # noqa: F811 (imported fixture)
 ) -> None:
     source = closed_pull_request(httpserver, 8, duckdb_url, deploy)
-    defs = production_defs(duckdb_url, source, retry_after=timedelta(hours=1))
+    defs = production_defs(duckdb_url, source, policy=CleanupPolicy(retry_after=timedelta(hours=1)))
     with dg.instance_for_test() as instance:
         first = tick(defs, instance, None)
         (request,) = first.run_requests

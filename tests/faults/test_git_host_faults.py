@@ -25,6 +25,7 @@ from dagster_branch import (
     GitLabMergeRequests,
     branch_cleanup_definitions,
 )
+from dagster_branch.detection import CleanupPolicy
 from tests.cleanup.helpers import failure_text
 from tests.sources.stand_ins import (
     DagsterPlusStandIn,
@@ -78,7 +79,9 @@ def github_proxy(github: GitHubStandIn) -> Iterator[HttpFaultProxy]:
 
 def _defs(url: str, source: Any) -> dg.Definitions:
     return branch_cleanup_definitions(
-        stores={"warehouse": warehouse(url)}, source=source, grace_period=timedelta(minutes=10)
+        stores={"warehouse": warehouse(url)},
+        source=source,
+        policy=CleanupPolicy(grace_period=timedelta(minutes=10)),
     )
 
 
@@ -292,7 +295,9 @@ def test_dagster_plus_unexpected_shapes_fail_closed(
         organization="hooli", api_token="user:faults", url=plus.url
     )
     defs = branch_cleanup_definitions(
-        stores={"warehouse": warehouse(world)}, source=source, grace_period=timedelta(0)
+        stores={"warehouse": warehouse(world)},
+        source=source,
+        policy=CleanupPolicy(grace_period=timedelta(0)),
     )
     plus.fail_with(_graphql(payload), _graphql(payload))
 
@@ -320,7 +325,9 @@ def test_dagster_plus_ambiguous_answers_keep_the_namespace(
         repository="octo-org/analytics",
     )
     defs = branch_cleanup_definitions(
-        stores={"warehouse": warehouse(world)}, source=source, grace_period=timedelta(0)
+        stores={"warehouse": warehouse(world)},
+        source=source,
+        policy=CleanupPolicy(grace_period=timedelta(0)),
     )
     before = database_snapshot(world)
     plus.fail_with(_graphql(_nodes(*nodes)))
