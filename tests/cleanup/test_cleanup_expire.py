@@ -15,7 +15,7 @@ from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
 from tests.cleanup.conftest import RunCleanup
 from tests.cleanup.helpers import outcome_of
-from tests.cleanup.world import World, of_pr_7, outside_pr_7, snapshot
+from tests.cleanup.world import PRODUCTION, World, deployment, of_pr_7, outside_pr_7, snapshot
 
 PR_7 = Namespace.parse("pr_7")
 BRANCH_BUCKET, PRODUCTION_BUCKET = "acme-branches", "acme-data"
@@ -74,7 +74,8 @@ def test_expire_strategy_through_the_job_sets_the_rule_reports_pending_and_finis
     pg_world: World, expiring: dict[str, Any], run_cleanup: RunCleanup
 ) -> None:
     before = snapshot(pg_world)
-    [lake_prefix] = [o.name for o in expiring["lake"].objects_of(PR_7)]
+    with deployment(PRODUCTION):  # as the cleanup sees it: production's code location
+        [lake_prefix] = [o.name for o in expiring["lake"].objects_of(PR_7)]
 
     result = run_cleanup(pg_world, stores=expiring)
 
