@@ -32,7 +32,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -58,6 +58,7 @@ __all__ = [
     "LedgerError",
     "LedgerInventory",
     "db_error_text",
+    "mark_removed",
     "retry_on_conflict",
     "retry_write_conflicts",
 ]
@@ -682,3 +683,32 @@ def _entry_of(row: Any) -> LedgerEntry | None:
 def _same_container(table: sa.Table, container: str | None) -> sa.ColumnElement[bool]:
     column = table.c.container
     return column.is_(None) if container is None else column == container
+
+
+def mark_removed(ledger: Ledger | None, store: str, objects: Sequence[OwnedObject]) -> str | None:
+    """Mark the ledger rows of ``objects``, removed from ``store``, dropped: the one path both
+    stores take after a removal.
+
+    A view made through ``table()`` was recorded as a table, so a view closes both rows.
+
+    Returns:
+        ``None`` when done (or without a ledger, or nothing to mark), else why the ledger could
+        not be updated. Never raises: the objects are gone either way, and the caller reports
+        them as not done (:func:`~dagster_branch.inventory.ledger_not_updated`).
+    """
+    if ledger is None or not objects:
+        return None
+    entries = [
+        LedgerEntry(o.namespace, store, o.backend, kind, o.name, o.container)
+        for o in objects
+        for kind in (
+            (ObjectKind.VIEW, ObjectKind.TABLE) if o.kind is ObjectKind.VIEW else (o.kind,)
+        )
+    ]
+    try:
+        ledger.mark_dropped(entries)
+    except LedgerError as exc:
+        return db_error_text(exc.__cause__) if exc.__cause__ is not None else str(exc)
+    except sa.exc.SQLAlchemyError as exc:  # reaching the ledger at all failed (before its UPDATE)
+        return f"the ledger could not be reached: {db_error_text(exc)}"
+    return None

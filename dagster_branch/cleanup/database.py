@@ -58,9 +58,9 @@ from dagster_branch.inventory import (
 )
 from dagster_branch.ledger import (
     LedgerEntry,
-    LedgerError,
     LedgerInventory,
     db_error_text,
+    mark_removed,
     retry_write_conflicts,
 )
 from dagster_branch.naming import Namespace, namespace_of_table, schema_name
@@ -608,23 +608,8 @@ def _mark_dropped(
     resource: BranchDatabaseResource, engine: sa.Engine, removed: list[OwnedObject]
 ) -> str | None:
     """Mark ``removed`` dropped in the ledger; why that failed (redacted), else ``None``."""
-    ledger = resource.ledger(engine)
-    if ledger is None or not removed:
-        return None
-    entries = [
-        LedgerEntry(o.namespace, resource.store_key, o.backend, kind, o.name, o.container)
-        for o in removed
-        # A view created through table() was recorded as a table: close that row too.
-        for kind in (
-            (ObjectKind.VIEW, ObjectKind.TABLE) if o.kind is ObjectKind.VIEW else (o.kind,)
-        )
-    ]
-    try:
-        ledger.mark_dropped(entries)
-    except LedgerError as exc:
-        cause = db_error_text(exc.__cause__) if exc.__cause__ is not None else str(exc)
-        return resource.redact(cause)
-    return None
+    reason = mark_removed(resource.ledger(engine), resource.store_key, removed)
+    return None if reason is None else resource.redact(reason)
 
 
 class _Progress:

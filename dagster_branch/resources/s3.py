@@ -39,7 +39,7 @@ from dagster_branch.errors import (
     OwnershipConflictError,
 )
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, Survey
-from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text
+from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, mark_removed
 from dagster_branch.naming import Namespace
 from dagster_branch.ownership import OWNER_FIELD_DESCRIPTION, Owner
 from dagster_branch.resources.s3_layout import (
@@ -702,27 +702,10 @@ class BranchS3Resource(S3Resource):
         """
         if not self.ledger_url or not objects:
             return None
-        entries = [
-            LedgerEntry(
-                namespace=o.namespace,
-                store=self.store_key,
-                backend=o.backend,
-                kind=o.kind,
-                name=o.name,
-                container=o.container,
-            )
-            for o in objects
-        ]
-        try:
-            with self.open_ledger() as ledger:
-                ledger.mark_dropped(entries)
-        except DagsterBranchError as exc:
-            reason = str(exc)
-        except SQLAlchemyError as exc:  # reaching the ledger at all failed (before its UPDATE)
-            reason = f"the ledger could not be reached: {db_error_text(exc)}"
-        else:
-            return None
-        log.error(f"Removed {len(entries)} object(s), but the ledger was not updated: {reason}")
+        with self.open_ledger() as ledger:
+            reason = mark_removed(ledger, self.store_key, objects)
+        if reason is not None:
+            log.error(f"Removed {len(objects)} object(s), but the ledger was not updated: {reason}")
         return reason
 
 
