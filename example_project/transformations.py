@@ -18,6 +18,7 @@ expected in ``SHOP_DBT_STATE_DIR`` (default ``shop_dbt/state``), where
 """
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at run time.
+import fcntl
 import os
 import sys
 from collections.abc import Iterator
@@ -53,9 +54,17 @@ def shop_project() -> DbtProject:
 def prepare(project: DbtProject, dbt: DbtCliResource) -> None:
     """``dbt deps`` (a local package: no network) and ``dbt parse`` when the manifest is missing,
     as ``dagster-dbt project prepare-and-package`` does at build time."""
-    if not project.manifest_path.exists():
-        dbt.cli(["deps", "--quiet"], target_path=project.target_path).wait()
-        dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    if project.manifest_path.exists():
+        return
+    # Two processes loading the project at once (a code server and the CLI, parallel tests)
+    # would both write dbt_packages/ and target/: the first prepares, the others wait for it.
+    target = project.manifest_path.parent
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not project.manifest_path.exists():
+            dbt.cli(["deps", "--quiet"], target_path=project.target_path).wait()
+            dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
 
 
 def profile_environment(url: str) -> dict[str, str]:
