@@ -20,9 +20,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dagster-branch demo
 
+# The suite runs in parallel (pytest-xdist): each worker starts its own PostgreSQL cluster and S3
+# server on free ports, and every test its own database, buckets and tmp_path. The tests mostly
+# wait on servers and subprocesses, so more workers than cores pay.
+TEST_WORKERS ?= 4
+
 test: $(STAMP)
 	@scripts/ensure-postgres
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=15
 
 # The workflow files against the GitHub Actions and GitLab CI schemas that check-jsonschema ships
 # (no network), and shellcheck on every shell script and on each shell block of the templates.
