@@ -21,8 +21,9 @@ How it keeps to about two requests per 1,000 objects, the minimum of the S3 API:
   ``ListObjectVersions`` (in rounds of at most ``versions_per_round``, so memory stays bounded),
   then deleted; a round that stopped early starts the listing again from the beginning, which
   holds only what is left. Deleting while paging with version markers is not safe everywhere.
-- Throttling (``SlowDown``, ``503``) is retried with backoff and jitter, and the keys a batch
-  reports as failed are retried alone (see :mod:`dagster_branch.cleanup.s3_batches`).
+- Throttling (``SlowDown``, ``503``) and dropped connections are retried by botocore (the
+  client's retry mode); the keys a batch reports as throttled inside a ``200`` answer are sent
+  again alone (see :mod:`dagster_branch.cleanup.s3_batches`).
 
 :func:`remove_objects` is the :class:`~dagster_branch.BranchStore` side used by the cleanup job:
 it checks each object's ownership again, purges (or, with ``cleanup_strategy="expire"``, sets a
@@ -419,7 +420,8 @@ def purge_prefix(
         dry_run: list and count only; delete nothing.
         workers: ``DeleteObjects`` requests in flight at once (keep it below the client's
             ``max_pool_connections``, 10 by default).
-        retry: retries for throttling and transient errors (on top of botocore's own).
+        retry: how the keys a ``DeleteObjects`` answer reports as throttled are sent again
+            (whole requests are retried by the client's botocore retry mode).
         log: where progress lines go, at least every ``progress_every`` seconds.
         versions_per_round: most versions held in memory at once in a versioned bucket.
         listing: what a counting pass (:func:`~dagster_branch.cleanup.s3_survey.count_prefix`)
@@ -498,8 +500,9 @@ def remove_objects(
     listing it again, and a dry run reports those counts without a request.
     """
     client = resource.get_cleanup_client()
+    # Throttled keys get as many sends as botocore gives a request: max_attempts retries.
     retry = RetryPolicy(
-        max_attempts=resource.retry_max_attempts, base_delay=resource.retry_base_delay_seconds
+        max_attempts=resource.max_attempts + 1, base_delay=resource.retry_base_delay_seconds
     )
     options: dict[str, Any] = {"workers": resource.cleanup_workers, "retry": retry, "log": log}
     results: list[RemovalResult] = []
@@ -516,7 +519,7 @@ def remove_objects(
         listing = _listing_of(surveys, obj, bucket, prefix)
         try:
             if resource.cleanup_strategy == "expire":
-                result = _expire(client, obj, bucket, prefix, dry_run, log, retry)
+                result = _expire(client, obj, bucket, prefix, dry_run, log)
             elif dry_run and listing is not None:  # counted by the plan: no request
                 result = RemovalResult(
                     obj=obj, removed=False, objects=listing.objects, bytes=listing.bytes
@@ -606,7 +609,6 @@ def _expire(
     prefix: str,
     dry_run: bool,
     log: logging.Logger,
-    retry: RetryPolicy,
 ) -> RemovalResult:
     """The ``expire`` strategy: a lifecycle rule now (pending), and on a later run, once S3 has
     emptied the prefix or bucket, the rule taken off again (or the empty bucket deleted)."""
@@ -622,17 +624,17 @@ def _expire(
         if dry_run:
             return RemovalResult(obj=obj, removed=False)
         if obj.kind is ObjectKind.BUCKET:
-            report = purge_bucket(client, bucket, retry=retry, log=log)  # empty: 4 requests
+            report = purge_bucket(client, bucket, log=log)  # empty: 4 requests
             return _result_of(obj, report)
-        remove_lifecycle_rules(client, bucket, expiry_rule_ids(prefix), retry=retry)
+        remove_lifecycle_rules(client, bucket, expiry_rule_ids(prefix))
         return RemovalResult(obj=obj, removed=True)
     if dry_run:
         log.info(f"Dry run: would set an expiry rule on {obj.qualified_name}")
         return RemovalResult(obj=obj, removed=False, pending=True)
     if obj.kind is ObjectKind.BUCKET:
-        rule = expire_bucket(client, bucket, retry=retry)
+        rule = expire_bucket(client, bucket)
     else:
-        rule = expire_prefix(client, bucket, prefix, retry=retry)
+        rule = expire_prefix(client, bucket, prefix)
     log.info(
         f"Set lifecycle rule {rule!r} on {obj.qualified_name}: S3 deletes its objects within "
         "about a day; a later cleanup run then removes what is left."

@@ -1,11 +1,15 @@
-"""The S3 calls a purge makes: counted, retried on throttling, and batched deletes.
+"""The S3 calls a purge makes: counted, and batched deletes.
 
-Every call goes through :class:`S3Calls`, which counts the HTTP requests it cost (botocore's own
-retries included, read from ``ResponseMetadata.RetryAttempts``) and retries throttling and
-transient errors (``SlowDown``, ``503``, ``RequestTimeout``, dropped connections) with exponential
-backoff and full jitter. :func:`delete_batch` sends one ``DeleteObjects`` request for up to 1,000
-keys (``Quiet``, so the answer lists only failures) and retries exactly the keys the answer
-reports as throttled.
+Retrying a failed request is botocore's job: throttling and transient errors (``SlowDown``,
+``503``, ``RequestTimeout``, dropped connections, a body cut short) are retried by the client's
+retry mode (``Config(retries={"mode": "standard", "max_attempts": N})``), with its backoff and
+retry quota. Every call goes through :class:`S3Calls`, which counts the HTTP requests it cost,
+botocore's retries included (read from ``ResponseMetadata.RetryAttempts``).
+
+One retry is left to this module, because botocore cannot see it: ``DeleteObjects`` answers
+``200 OK`` and lists, inside the body, the keys it did not delete. :func:`delete_batch` sends one
+request for up to 1,000 keys (``Quiet``, so the answer lists only failures) and sends again
+exactly the keys the answer reports as throttled, with backoff (:class:`RetryPolicy`).
 
 Example::
 
@@ -24,8 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 __all__ = [
     "DELETE_BATCH_SIZE",
@@ -35,11 +38,11 @@ __all__ = [
     "S3Calls",
     "delete_batch",
     "error_code",
-    "is_retryable",
 ]
 
 DELETE_BATCH_SIZE = 1000  # the most keys one DeleteObjects request accepts
 
+# Per-key error codes of a DeleteObjects answer worth sending the key again for.
 RETRYABLE_CODES = frozenset(
     {
         "SlowDown",
@@ -62,11 +65,12 @@ GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion"})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How throttled or failed requests are retried.
+    """How the keys a ``DeleteObjects`` answer reports as throttled are sent again.
 
-    Attempt ``n`` (from 0) waits a random time between 0 and
-    ``min(max_delay, base_delay * 2**n)`` seconds ("full jitter"), so that several workers hitting
-    the same throttled prefix spread out instead of retrying in lockstep.
+    ``max_attempts`` counts sends of a key, the first included. Re-send ``n`` (from 0) waits a
+    random time between 0 and ``min(max_delay, base_delay * 2**n)`` seconds ("full jitter"), so
+    that several workers hitting the same throttled prefix spread out instead of retrying in
+    lockstep.
 
     Example::
 
@@ -96,14 +100,6 @@ def error_code(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """True for throttling, 5xx answers and dropped or timed-out connections."""
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return error_code(exc) in RETRYABLE_CODES or status in {500, 502, 503, 504}
-    return isinstance(exc, BotoConnectionError | HTTPClientError)
-
-
 class Entry(NamedTuple):
     """One thing to delete: a key, or a key version (``version_id``), with its size."""
 
@@ -120,7 +116,11 @@ class Entry(NamedTuple):
 
 
 class S3Calls:
-    """A client wrapper that counts requests and retries transient errors (thread-safe)."""
+    """A client wrapper that counts the requests each operation cost (thread-safe).
+
+    ``retry`` paces the re-sends of :func:`delete_batch`; whole requests are retried by botocore
+    (``retries`` counts both).
+    """
 
     def __init__(
         self,
@@ -148,38 +148,32 @@ class S3Calls:
             retried = int(metadata.get("RetryAttempts", 0) or 0)
         with self._lock:
             self.requests[operation] += 1 + retried
+            self.retries += retried
 
     def backoff(self, attempt: int) -> None:
-        """Wait before retry ``attempt`` and count it."""
+        """Wait before re-send ``attempt`` of throttled keys and count it."""
         with self._lock:
             self.retries += 1
         self._sleep(self.retry.delay(attempt))
 
     def call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """Call ``operation`` (e.g. ``list_objects_v2``), retrying transient errors.
+        """Call ``operation`` (e.g. ``list_objects_v2``) once; botocore retries what is
+        transient, as its retry mode says.
 
         Raises:
-            botocore.exceptions.ClientError: a non-transient error, or a transient one that
-                outlasted ``retry.max_attempts``.
+            botocore.exceptions.ClientError: an error botocore did not retry, or one that
+                outlasted its attempts.
         """
-        method = getattr(self.client, operation)
-        attempt = 0
-        while True:
-            try:
-                response: dict[str, Any] = method(**params)
-            except ClientError as exc:
-                self._count(operation, exc.response.get("ResponseMetadata"))
-                if not is_retryable(exc) or attempt + 1 >= self.retry.max_attempts:
-                    raise
-            except BotoCoreError as exc:
-                self._count(operation, None)
-                if not is_retryable(exc) or attempt + 1 >= self.retry.max_attempts:
-                    raise
-            else:
-                self._count(operation, response.get("ResponseMetadata"))
-                return response
-            self.backoff(attempt)
-            attempt += 1
+        try:
+            response: dict[str, Any] = getattr(self.client, operation)(**params)
+        except ClientError as exc:
+            self._count(operation, exc.response.get("ResponseMetadata"))
+            raise
+        except BotoCoreError:
+            self._count(operation, None)  # attempts not reported: counted as one
+            raise
+        self._count(operation, response.get("ResponseMetadata"))
+        return response
 
 
 @dataclass

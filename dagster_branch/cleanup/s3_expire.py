@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from dagster_branch.cleanup.s3_batches import RetryPolicy, S3Calls, error_code
+from dagster_branch.cleanup.s3_batches import S3Calls, error_code
 from dagster_branch.errors import DagsterBranchError
 from dagster_branch.naming import short_hash
 
@@ -87,11 +87,9 @@ def _existing_rules(calls: S3Calls, bucket: str) -> list[dict[str, Any]]:
     return list(rules)
 
 
-def merge_lifecycle_rules(
-    client: Any, bucket: str, rules: Sequence[dict[str, Any]], *, retry: RetryPolicy | None = None
-) -> None:
+def merge_lifecycle_rules(client: Any, bucket: str, rules: Sequence[dict[str, Any]]) -> None:
     """Put ``rules`` on ``bucket``, replacing rules with the same ids and keeping all others."""
-    calls = S3Calls(client, retry)
+    calls = S3Calls(client)
     ours = {rule["ID"] for rule in rules}
     merged = [r for r in _existing_rules(calls, bucket) if r.get("ID") not in ours] + list(rules)
     if len(merged) > MAX_RULES:
@@ -106,12 +104,10 @@ def merge_lifecycle_rules(
     )
 
 
-def remove_lifecycle_rules(
-    client: Any, bucket: str, rule_ids: set[str], *, retry: RetryPolicy | None = None
-) -> bool:
+def remove_lifecycle_rules(client: Any, bucket: str, rule_ids: set[str]) -> bool:
     """Take the rules ``rule_ids`` off ``bucket`` (once the data they expire is gone), keeping
     all others; ``True`` if something changed. A missing bucket changes nothing."""
-    calls = S3Calls(client, retry)
+    calls = S3Calls(client)
     try:
         existing = _existing_rules(calls, bucket)
     except ClientError as exc:
@@ -132,23 +128,19 @@ def remove_lifecycle_rules(
     return True
 
 
-def expire_prefix(
-    client: Any, bucket: str, prefix: str, *, days: int = 1, retry: RetryPolicy | None = None
-) -> str:
+def expire_prefix(client: Any, bucket: str, prefix: str, *, days: int = 1) -> str:
     """Let S3 delete everything under ``prefix`` (a folder ending in ``/``); returns the rule id."""
     if not prefix.endswith("/"):
         raise DagsterBranchError(
             f"Refusing an expiry rule on prefix {prefix!r} of {bucket!r}: it must end with '/'."
         )
     rules = expiry_rules(prefix, days=days)
-    merge_lifecycle_rules(client, bucket, rules, retry=retry)
+    merge_lifecycle_rules(client, bucket, rules)
     return str(rules[0]["ID"]).removesuffix("-objects")
 
 
-def expire_bucket(
-    client: Any, bucket: str, *, days: int = 1, retry: RetryPolicy | None = None
-) -> str:
+def expire_bucket(client: Any, bucket: str, *, days: int = 1) -> str:
     """Let S3 delete everything in ``bucket``; the next cleanup run deletes the empty bucket."""
     rules = expiry_rules("", days=days)
-    merge_lifecycle_rules(client, bucket, rules, retry=retry)
+    merge_lifecycle_rules(client, bucket, rules)
     return str(rules[0]["ID"]).removesuffix("-objects")

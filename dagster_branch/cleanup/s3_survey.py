@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dagster_branch.cleanup.s3 import is_versioned, version_entries
-from dagster_branch.cleanup.s3_batches import Entry, RetryPolicy, S3Calls, error_code
+from dagster_branch.cleanup.s3_batches import Entry, S3Calls, error_code
 from dagster_branch.cleanup.s3_listing import listing_pages
 from dagster_branch.errors import DagsterBranchError
 from dagster_branch.inventory import ObjectKind, OwnedObject, Survey
@@ -68,16 +68,14 @@ def _entries(page: dict[str, Any], versioned: bool) -> list[Entry]:
     return [Entry(o["Key"], None, int(o.get("Size", 0))) for o in page.get("Contents", [])]
 
 
-def count_prefix(
-    client: Any, bucket: str, prefix: str, *, limit: int, retry: RetryPolicy | None = None
-) -> S3Listing:
+def count_prefix(client: Any, bucket: str, prefix: str, *, limit: int) -> S3Listing:
     """List ``prefix`` of ``bucket`` once, counting, and stop once the count passes ``limit``.
 
     Requests: ``GetBucketVersioning``, one listing page per 1,000 entries (at most
     ``limit / 1,000 + 1``), one ``ListMultipartUploads`` page per 1,000 uploads. A missing bucket
     counts as empty (``bucket_missing``).
     """
-    calls = S3Calls(client, retry)
+    calls = S3Calls(client)
     try:
         return _count(calls, bucket, prefix, limit)
     except ClientError as exc:
@@ -146,9 +144,6 @@ def survey(
     """Count each prefix or bucket (:func:`count_prefix`), the plan's remaining ``limit`` shared
     across them; an object refused for its ownership is counted as one and not listed."""
     client = resource.get_cleanup_client()
-    retry = RetryPolicy(
-        max_attempts=resource.retry_max_attempts, base_delay=resource.retry_base_delay_seconds
-    )
     surveys: dict[OwnedObject, Survey] = {}
     left = limit
     for obj in objects:
@@ -159,7 +154,7 @@ def survey(
             (obj.name, "") if obj.kind is ObjectKind.BUCKET else (obj.container, obj.name)
         )
         try:
-            listing = count_prefix(client, bucket or "", prefix, limit=max(left, 0), retry=retry)
+            listing = count_prefix(client, bucket or "", prefix, limit=max(left, 0))
         except (ClientError, BotoCoreError) as exc:
             raise DagsterBranchError(
                 f"Could not count the objects of {obj.qualified_name}: "

@@ -165,16 +165,18 @@ class BranchS3Resource(S3Resource):
         description="DeleteObjects requests in flight at once during a cleanup (the client's "
         "connection pool is sized to match).",
     )
-    retry_max_attempts: int = Field(
-        default=8,
-        ge=1,
-        description="Attempts per cleanup request (and per throttled key) before giving up, on "
-        "top of botocore's own retries (max_attempts).",
+    retry_mode: Literal["standard", "adaptive"] = Field(
+        default="standard",
+        description="botocore's retry mode for every request, with max_attempts retries: "
+        "'standard' (backoff with jitter on throttling, 5xx and dropped connections) or "
+        "'adaptive' (the same, plus client-side rate limiting once S3 throttles).",
     )
     retry_base_delay_seconds: float = Field(
         default=0.2,
         ge=0,
-        description="First backoff delay of cleanup retries; doubled each attempt, with jitter.",
+        description="First pause before the keys a DeleteObjects answer reports as throttled "
+        "(inside a 200, which botocore does not retry) are sent again, up to max_attempts times; "
+        "doubled each time, with jitter.",
     )
     aws_secret_access_key: str | None = Field(
         default=None,
@@ -324,7 +326,7 @@ class BranchS3Resource(S3Resource):
         if self._session is None:
             self._session = boto3.session.Session(profile_name=self.profile_name)
         config = Config(
-            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            retries={"max_attempts": self.max_attempts, "mode": self.retry_mode},
             # One connection per purge worker, plus listing and the checks beside them.
             max_pool_connections=max(10, self.cleanup_workers + 2),
         )

@@ -2,8 +2,9 @@
 
 It does the few things every Git-host call needs and nothing more:
 
-- a timeout on every request, and retries of connection failures for idempotent requests only
-  (a query that reads state is safe to send twice; nothing here writes);
+- a timeout on every request; failed connections and reads are retried by urllib3's ``Retry``
+  mounted on the ``requests`` session (every request here only reads, so sending it twice is
+  safe); an HTTP error status is never retried within the call: the next tick asks again;
 - rate limits turned into :class:`~dagster_branch.errors.RateLimitedError` from the headers the
   host sent (``Retry-After``, ``X-RateLimit-*`` on GitHub, ``RateLimit-*`` on GitLab): the wait
   is read, never guessed, and the request is never retried blindly;
@@ -36,6 +37,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
+from urllib3.util.retry import Retry
 
 from dagster_branch.errors import (
     RateLimitedError,
@@ -95,7 +100,7 @@ class HttpResponse:
 
 
 class HttpClient:
-    """A requests session with timeouts, safe retries and errors mapped to ``SourceError``.
+    """A requests session with timeouts, urllib3 retries and errors mapped to ``SourceError``.
 
     Args:
         service: name used in messages ("GitHub", "GitLab", "Dagster+").
@@ -103,8 +108,9 @@ class HttpClient:
         headers: non-secret headers sent with every request.
         secret_headers: headers holding credentials; their values are redacted from messages.
         timeout_seconds: connect and read timeout of each request.
-        retries: how many times a connection failure of an idempotent request is retried.
-        backoff_seconds: first pause between retries, doubled each time.
+        retries: how many times a failed connection or read is retried (urllib3 ``Retry``).
+        backoff_seconds: urllib3's ``backoff_factor``: no pause before the first retry, then
+            twice this, doubled each time.
     """
 
     def __init__(
@@ -123,11 +129,28 @@ class HttpClient:
         self._origin = _origin(self.base_url)
         self._timeout = timeout_seconds
         self._retries = retries
-        self._backoff = backoff_seconds
         # "Bearer <token>": the bare token must be redacted too.
         values = [value for value in (secret_headers or {}).values() if value]
         self._secrets = sorted({*values, *(v.split()[-1] for v in values)}, key=len, reverse=True)
         self._session = requests.Session()
+        # Connection and read failures only. Statuses are not retried here: a 5xx fails the
+        # call closed (the next tick asks again), and a rate limit must be waited out as the
+        # host says (its reset can be an hour away), which a retry inside a tick cannot do.
+        # POST is allowed because Dagster+'s GraphQL request is a query: it reads only.
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=0,
+            redirect=0,
+            allowed_methods=frozenset({"GET", "POST"}),
+            backoff_factor=backoff_seconds,
+            raise_on_status=False,
+            respect_retry_after_header=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
         self._session.headers.update(headers or {})
         self._session.headers.update(secret_headers or {})
         self.requests_sent = 0
@@ -176,10 +199,9 @@ class HttpClient:
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
-        idempotent: bool = True,
         accept: Collection[int] = (),
     ) -> HttpResponse:
-        """Send one request (retrying connection failures when ``idempotent``) and check it."""
+        """Send one request (urllib3 retries failed connections and reads) and check it."""
         if _origin(url) != self._origin:
             raise UnexpectedResponseError(
                 f"{self.service} pointed us at {redact_url(url)!r}, outside the configured API "
@@ -195,45 +217,42 @@ class HttpClient:
                 "sent. Nothing is cleaned now; the next tick after the reset asks again.",
                 retry_after=wait,
             )
-        attempts = 1 + (self._retries if idempotent else 0)
-        for attempt in range(attempts):
-            try:
-                self.requests_sent += 1
-                raw = self._session.request(
-                    method,
-                    url,
-                    params=params,
-                    headers=headers,
-                    json=json_body,
-                    timeout=(self._timeout, self._timeout),
-                    allow_redirects=False,
-                )
-                break
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt + 1 < attempts:
-                    pause = self._backoff * 2**attempt
-                    log.info(
-                        "%s: %s %s failed (%s); retrying in %.1fs",
-                        self.service,
-                        method,
-                        urlsplit(url).path,
-                        exc.__class__.__name__,
-                        pause,
-                    )
-                    time.sleep(pause)
-                    continue
-                kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect"
-                raise SourceUnavailableError(
-                    f"{self.service} {kind} ({method} {redact_url(self.base_url)}"
-                    f"{urlsplit(url).path}, {attempts} attempt(s), timeout "
-                    f"{self._timeout:g}s). Nothing is cleaned until it answers; check the API "
-                    "URL and the network, or raise timeout_seconds."
-                ) from exc
-            except requests.RequestException as exc:
-                raise SourceUnavailableError(
-                    f"{self.service} request {method} {urlsplit(url).path} failed: "
-                    f"{exc.__class__.__name__}. Check the API URL {redact_url(self.base_url)!r}."
-                ) from exc
+        try:
+            raw = self._session.request(
+                method,
+                url,
+                params=params,
+                headers=headers,
+                json=json_body,
+                timeout=(self._timeout, self._timeout),
+                allow_redirects=False,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            cause = exc.args[0] if exc.args else None
+            # MaxRetryError: urllib3 used up every retry; otherwise it sent the request once.
+            attempts = 1 + self._retries if isinstance(cause, MaxRetryError) else 1
+            self.requests_sent += attempts
+            reason = getattr(cause, "reason", None)
+            # A refused connection is a (connect) TimeoutError subclass in urllib3: not a timeout.
+            timed_out = isinstance(exc, requests.Timeout) or (
+                isinstance(reason, Urllib3TimeoutError)
+                and not isinstance(reason, NewConnectionError)
+            )
+            kind = "timed out" if timed_out else "could not connect"
+            raise SourceUnavailableError(
+                f"{self.service} {kind} ({method} {redact_url(self.base_url)}"
+                f"{urlsplit(url).path}, {attempts} attempt(s), timeout "
+                f"{self._timeout:g}s). Nothing is cleaned until it answers; check the API "
+                "URL and the network, or raise timeout_seconds."
+            ) from exc
+        except requests.RequestException as exc:
+            self.requests_sent += 1
+            raise SourceUnavailableError(
+                f"{self.service} request {method} {urlsplit(url).path} failed: "
+                f"{exc.__class__.__name__}. Check the API URL {redact_url(self.base_url)!r}."
+            ) from exc
+        retried = getattr(raw.raw, "retries", None)
+        self.requests_sent += 1 + len(retried.history if retried is not None else ())
         response = HttpResponse(
             status=raw.status_code,
             url=raw.url,
@@ -247,6 +266,10 @@ class HttpClient:
         self._note_quota(response)
         return response
 
+    # The one thing urllib3's Retry cannot do for us: GitHub and GitLab announce an exhausted
+    # quota in headers of a *successful* answer (X-RateLimit-Remaining: 0), and refuse with a
+    # 403 (not only 429) whose reset time is in X-RateLimit-Reset. Both are read here, so the
+    # call stops and the skip reason names the reset instead of spending requests on refusals.
     def _note_quota(self, response: HttpResponse) -> None:
         """Remember an exhausted quota, so the next request is not sent only to be refused."""
         headers = response.headers

@@ -69,14 +69,15 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Deployments:
 
 
 def lake(endpoint: str, ledger_url: str | None, **options: Any) -> BranchS3Resource:
-    """The branch-aware S3 resource, with botocore's own retries off (the library's count)."""
+    """The branch-aware S3 resource; botocore retries whole requests (4 retries, standard
+    mode), the library re-sends the keys a DeleteObjects answer reports as throttled."""
     settings: dict[str, Any] = {
         "bucket": BUCKET,
         "prefix": "lake",
         "endpoint_url": endpoint,
         "region_name": "us-east-1",
         "ledger_url": ledger_url,
-        "max_attempts": 1,
+        "max_attempts": 4,
         "retry_base_delay_seconds": 0.01,
         **options,
     }
