@@ -237,9 +237,8 @@ def is_versioned(calls: S3Calls, bucket: str) -> bool:
 
 
 def _abort_uploads(calls: S3Calls, report: PurgeReport) -> None:
-    fields = {"NextKeyMarker": "KeyMarker", "NextUploadIdMarker": "UploadIdMarker"}
     for page in listing_pages(
-        calls, "list_multipart_uploads", fields, Bucket=report.bucket, Prefix=report.prefix
+        calls, "list_multipart_uploads", Bucket=report.bucket, Prefix=report.prefix
     ):
         for upload in page.get("Uploads", []):
             if not report.dry_run:
@@ -291,14 +290,12 @@ def _purge_versions(
     calls: S3Calls, report: PurgeReport, deleter: _Deleter, p: _Progress, per_round: int
 ) -> None:
     """Versioned: collect versions and markers (a bounded round), delete them, start over."""
-    fields = {"NextKeyMarker": "KeyMarker", "NextVersionIdMarker": "VersionIdMarker"}
     while True:
         collected: list[Entry] = []
         more = False
         listing = listing_pages(
             calls,
             "list_object_versions",
-            fields,
             Bucket=report.bucket,
             Prefix=report.prefix,
             MaxKeys=1000,

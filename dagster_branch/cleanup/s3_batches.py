@@ -164,15 +164,25 @@ class S3Calls:
             botocore.exceptions.ClientError: an error botocore did not retry, or one that
                 outlasted its attempts.
         """
+        response = self.counted(operation, lambda: getattr(self.client, operation)(**params))
+        assert response is not None
+        return response
+
+    def counted(
+        self, operation: str, send: Callable[[], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """``send()`` (one request of ``operation``, e.g. a paginator's next page), counted;
+        ``None`` passes through uncounted (a paginator that had no page left to ask for)."""
         try:
-            response: dict[str, Any] = getattr(self.client, operation)(**params)
+            response = send()
         except ClientError as exc:
             self._count(operation, exc.response.get("ResponseMetadata"))
             raise
         except BotoCoreError:
             self._count(operation, None)  # attempts not reported: counted as one
             raise
-        self._count(operation, response.get("ResponseMetadata"))
+        if response is not None:
+            self._count(operation, response.get("ResponseMetadata"))
         return response
 
 

@@ -14,7 +14,10 @@ things shorten that path without adding a request:
   is still parsing this one and the purge is handing its keys to the deletes. It is still one
   listing stream, token after token, so the requests are exactly those of a serial listing; at
   most two pages wait unconsumed, so memory stays flat. A token the handler cannot read only
-  costs the overlap: the page is then requested after parsing, as before.
+  costs the overlap: the page is then requested after parsing, as before. A boto3 paginator
+  asks for the next page only after parsing this one, so this listing does without one; the
+  others (versions, multipart uploads, the plan's count) go through boto3's paginators
+  (:func:`listing_pages`).
 
 Example::
 
@@ -25,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import threading
@@ -63,34 +67,41 @@ def _lean_body(response_dict: dict[str, Any], **_: Any) -> None:
     response_dict["body"] = _LAST_MODIFIED.sub(b"", body)
 
 
-def lean_call(calls: S3Calls, operation: str, **params: Any) -> dict[str, Any]:
-    """``calls.call`` for a listing, without parsing timestamps nobody reads."""
+@contextlib.contextmanager
+def _lean(calls: S3Calls, operation: str) -> Iterator[None]:
+    """Within the block, this thread's listings of ``operation`` are parsed without
+    ``LastModified``."""
     name = _LEAN_OPERATIONS.get(operation)
     if name is None:
-        return calls.call(operation, **params)
+        yield
+        return
     calls.client.meta.events.register(  # idempotent per client: a fixed unique_id
         f"before-parse.s3.{name}", _lean_body, unique_id=f"dagster-branch-lean-{name}"
     )
     _LEAN_LISTING.active = True
     try:
-        return calls.call(operation, **params)
+        yield
     finally:
         _LEAN_LISTING.active = False
 
 
-def listing_pages(
-    calls: S3Calls, operation: str, token_fields: dict[str, str], **params: Any
-) -> Iterator[dict[str, Any]]:
-    """Pages of a listing, following its continuation fields (``NextKeyMarker`` → ``KeyMarker``)."""
-    while True:
-        page = lean_call(calls, operation, **params)
+def lean_call(calls: S3Calls, operation: str, **params: Any) -> dict[str, Any]:
+    """``calls.call`` for a listing, without parsing timestamps nobody reads."""
+    with _lean(calls, operation):
+        return calls.call(operation, **params)
+
+
+def listing_pages(calls: S3Calls, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
+    """Pages of a listing from boto3's paginator (it follows ``NextKeyMarker`` and the like),
+    each request counted and parsed without timestamps."""
+    pages = iter(calls.client.get_paginator(operation).paginate(**params))
+
+    def next_page() -> dict[str, Any] | None:
+        with _lean(calls, operation):
+            return next(pages, None)
+
+    while (page := calls.counted(operation, next_page)) is not None:
         yield page
-        if not page.get("IsTruncated"):
-            return
-        follow = {name: page[source] for source, name in token_fields.items() if page.get(source)}
-        if not follow:
-            return
-        params = {**params, **follow}
 
 
 class _Prefetcher:

@@ -92,18 +92,9 @@ def _count(calls: S3Calls, bucket: str, prefix: str, limit: int) -> S3Listing:
     versioned = is_versioned(calls, bucket)
     kept: list[Entry] | None = []
     objects = size = markers = uploads = 0
-    if versioned:
-        operation, follow = (
-            "list_object_versions",
-            {
-                "NextKeyMarker": "KeyMarker",
-                "NextVersionIdMarker": "VersionIdMarker",
-            },
-        )
-    else:
-        operation, follow = "list_objects_v2", {"NextContinuationToken": "ContinuationToken"}
+    operation = "list_object_versions" if versioned else "list_objects_v2"
     complete = True
-    for page in listing_pages(calls, operation, follow, Bucket=bucket, Prefix=prefix, MaxKeys=1000):
+    for page in listing_pages(calls, operation, Bucket=bucket, Prefix=prefix, MaxKeys=1000):
         entries = _entries(page, versioned)
         objects += len(entries)
         size += sum(e.size for e in entries)
@@ -116,10 +107,7 @@ def _count(calls: S3Calls, bucket: str, prefix: str, limit: int) -> S3Listing:
             complete = False
             break
     if complete:
-        follow = {"NextKeyMarker": "KeyMarker", "NextUploadIdMarker": "UploadIdMarker"}
-        for page in listing_pages(
-            calls, "list_multipart_uploads", follow, Bucket=bucket, Prefix=prefix
-        ):
+        for page in listing_pages(calls, "list_multipart_uploads", Bucket=bucket, Prefix=prefix):
             uploads += len(page.get("Uploads", []))
             if objects + uploads > limit:
                 complete = False
