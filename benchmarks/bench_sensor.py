@@ -153,7 +153,7 @@ def create_branch_schemas(url: str, numbers: list[int], repository: str, store_k
         try:
             resource.ensure_namespace()
         finally:
-            resource.dispose()
+            resource.close()
     if not rest:
         return
     template = Namespace.for_pull_request(first)
@@ -289,7 +289,7 @@ class _HandWritten(Contender):
                     if ns.pull_request_id is not None
                 )
             finally:
-                store.dispose()
+                store.close()
         return live
 
 
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 m.peak_bytes["steady"] = peak_memory_of_tick(m)
             for source in sources:
                 for store in source.stores.values():
-                    store.dispose()
+                    store.close()
 
     tables = [sensor_table(contenders, pulls, live, args.closed, sources)]
     figures = {

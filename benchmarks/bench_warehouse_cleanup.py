@@ -45,7 +45,7 @@ from _common import (
     seconds,
 )
 
-from dagster_branch import build_branch_cleanup_job
+from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.database import BranchDatabaseResource
 from dagster_branch.testing import local_postgres
@@ -108,7 +108,7 @@ def seed_branch(url: str, number: int, tables: int) -> str:
                         ))
                     )  # fmt: skip
         finally:
-            resource.dispose()
+            resource.close()
     return schema
 
 
@@ -128,7 +128,7 @@ def seed_branch_fast(url: str, number: int, tables: int) -> str:
                     )
                 )
         finally:
-            resource.dispose()
+            resource.close()
     return schema
 
 
@@ -142,7 +142,7 @@ def seed_production(url: str) -> None:
                 conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {location.quoted} (id INTEGER)"))
                 conn.execute(sa.text(f"INSERT INTO {location.quoted} VALUES (1), (2), (3)"))
         finally:
-            resource.dispose()
+            resource.close()
 
 
 def schema_exists(url: str, schema: str) -> bool:
@@ -177,7 +177,7 @@ def drop_step(url: str, number: int, schema: str) -> None:
             objects = resource.objects_of(Namespace.for_pull_request(number))
             results = resource.remove_objects(objects, dry_run=False, log=QUIET)
         finally:
-            resource.dispose()
+            resource.close()
     if not results or not all(r.removed for r in results):
         raise RuntimeError(f"the drop step did not remove everything: {results}")
 

@@ -67,12 +67,9 @@ class DialectCapabilities:
     drop_schema_if_exists: bool = False
     drop_schema_cascade: bool = False
     """One ``DROP SCHEMA … CASCADE`` removes a schema and its tables."""
-    drop_table_if_exists: bool = True
     schema_comments: bool = False
     """``COMMENT ON SCHEMA … IS '…'`` marks a schema with its namespace."""
-    transactional_ddl: bool = False
     max_identifier_bytes: int = 63
-    default_schema: str | None = None
     unquotable_chars: str = ""
     """Characters the dialect's preparer cannot escape; names holding them are refused."""
     clone_tables: bool = False
@@ -110,9 +107,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         drop_schema_if_exists=True,
         drop_schema_cascade=True,
         schema_comments=True,
-        transactional_ddl=True,
         max_identifier_bytes=63,
-        default_schema="public",
         identifier_limit_sql="SHOW max_identifier_length",
         dependency_catalog="pg_depend",
         drop_restrict=True,
@@ -123,9 +118,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         drop_schema_if_exists=True,
         drop_schema_cascade=True,
         schema_comments=False,  # Redshift's COMMENT covers tables, columns, databases, views
-        transactional_ddl=True,
         max_identifier_bytes=127,
-        default_schema="public",
     ),
     "snowflake": DialectCapabilities(
         name="snowflake",
@@ -133,10 +126,8 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         drop_schema_if_exists=True,
         drop_schema_cascade=True,
         schema_comments=True,
-        transactional_ddl=False,  # every DDL statement commits
         clone_tables=True,
         max_identifier_bytes=255,
-        default_schema="PUBLIC",
     ),
     "bigquery": DialectCapabilities(
         name="bigquery",
@@ -144,7 +135,6 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         drop_schema_if_exists=True,
         drop_schema_cascade=True,
         schema_comments=False,  # datasets take OPTIONS(description=…), not COMMENT ON
-        transactional_ddl=False,
         clone_tables=True,
         max_identifier_bytes=1024,
         unquotable_chars="`",  # sqlalchemy-bigquery does not escape backticks inside `…`
@@ -155,9 +145,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
         drop_schema_if_exists=True,
         drop_schema_cascade=True,
         schema_comments=False,  # "Adding comments to schemas is not implemented" (DuckDB 1.x)
-        transactional_ddl=True,
         max_identifier_bytes=_GENEROUS,
-        default_schema="main",
         schema_names_sql=(
             "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database()"
         ),
@@ -166,9 +154,7 @@ CAPABILITIES: dict[str, DialectCapabilities] = {
     "sqlite": DialectCapabilities(
         name="sqlite",
         has_schemas=False,
-        transactional_ddl=True,
         max_identifier_bytes=_GENEROUS,
-        default_schema="main",
     ),
 }
 

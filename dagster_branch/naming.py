@@ -41,6 +41,7 @@ __all__ = [
     "Namespace",
     "NamespaceKind",
     "bucket_name",
+    "clean_folder",
     "key_prefix",
     "namespace_of_bucket",
     "namespace_of_key",
@@ -332,7 +333,12 @@ def namespace_of_bucket(name: str, base: str) -> Namespace | None:
         return None
 
 
-def _clean_prefix(prefix: str) -> str:
+def clean_folder(prefix: str) -> str:
+    """``/a//b/`` gives ``a/b``: a folder path without empty segments or outer slashes.
+
+    >>> clean_folder("/a//b/")
+    'a/b'
+    """
     return "/".join(part for part in prefix.split("/") if part)
 
 
@@ -341,12 +347,12 @@ def key_prefix(prefix: str, namespace: Namespace, *, root: str = "_branches") ->
 
     The result always ends with ``/`` so that ``pr_4`` can never match the keys of ``pr_42``.
     """
-    root_clean = _clean_prefix(root)
+    root_clean = clean_folder(root)
     if not root_clean or root_clean in {".", ".."} or ".." in root_clean.split("/"):
         raise DagsterBranchNamingError(
             f"branch_root {root!r} is not usable: give a folder name such as '_branches'."
         )
-    parts = [root_clean, namespace.key, _clean_prefix(prefix)]
+    parts = [root_clean, namespace.key, clean_folder(prefix)]
     return "/".join(p for p in parts if p) + "/"
 
 
@@ -357,7 +363,7 @@ def namespace_prefix(namespace: Namespace, *, root: str = "_branches") -> str:
 
 def namespace_of_key(key: str, *, root: str = "_branches") -> Namespace | None:
     """The namespace of an S3 key (or prefix) under ``root``, or ``None``."""
-    root_clean = _clean_prefix(root)
+    root_clean = clean_folder(root)
     if not key.startswith(root_clean + "/"):
         return None
     segment = key[len(root_clean) + 1 :].split("/", 1)[0]

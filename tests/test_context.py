@@ -2,13 +2,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dagster_branch import (
-    DagsterBranchConfigError,
-    DeploymentContext,
-    DeploymentKind,
-    Namespace,
-    PullRequestStatus,
-)
+from dagster_branch import DagsterBranchConfigError, DeploymentContext, Namespace
+from dagster_branch.context import DeploymentKind
+from dagster_branch.pull_requests import PullRequestStatus
 
 BRANCH_ENV = {
     "DAGSTER_CLOUD_DEPLOYMENT_NAME": "7d3f0c9b2a1e4f5d8c6b",

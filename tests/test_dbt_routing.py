@@ -13,9 +13,9 @@ from dagster_branch import (
     DagsterBranchConfigError,
     Namespace,
     NamespaceViolationError,
-    ObjectKind,
 )
 from dagster_branch.dbt import DBT_PACKAGE_DIR, DbtRouting, built_relations, record_dbt_relations
+from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import namespace_of_schema
 

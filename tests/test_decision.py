@@ -7,16 +7,10 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dagster_branch import (
-    Decision,
-    DecisionKind,
-    Namespace,
-    PullRequestState,
-    PullRequestStatus,
-    SourceAnswer,
-    decide_all,
-    should_clean,
-)
+from dagster_branch import Namespace
+from dagster_branch.decision import Decision, DecisionKind, decide_all, should_clean
+from dagster_branch.pull_requests import PullRequestState, PullRequestStatus
+from dagster_branch.sources.base import SourceAnswer
 
 NOW = datetime(2024, 8, 28, 12, 0, tzinfo=timezone.utc)
 PR42 = Namespace.for_pull_request(42)

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dagster_branch import DagsterBranchNamingError, Namespace
+from dagster_branch import Namespace
+from dagster_branch.errors import DagsterBranchNamingError
 from dagster_branch.naming import (
     RESERVED_BUCKET_PREFIXES,
     RESERVED_BUCKET_SUFFIXES,

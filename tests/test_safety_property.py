@@ -1,4 +1,4 @@
-"""The safety property (DESIGN.md invariant 1), with hypothesis, on real stores.
+"""The safety property (docs/safety.md, promise 1), with hypothesis, on real stores.
 
 For random namespaces (pull requests, arbitrary unicode branch names, developers), random
 configurations of both stores, and random sets of objects (production data, branch data written
@@ -34,17 +34,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from dagster_branch import (
-    BranchDatabaseResource,
-    DagsterBranchError,
-    Namespace,
-    ObjectKind,
-    OwnedObject,
-    build_cleanup_plan,
-)
-from dagster_branch.cleanup.plan import CleanupPlan, PlannedObject
+from dagster_branch import BranchDatabaseResource, DagsterBranchError, Namespace
+from dagster_branch.cleanup.plan import CleanupPlan, PlannedObject, build_cleanup_plan
 from dagster_branch.cleanup.verify import check_plan
 from dagster_branch.dialects import capabilities_for, sqlite_schema_path
+from dagster_branch.inventory import ObjectKind, OwnedObject
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import (
     bucket_name,
@@ -217,7 +211,7 @@ def _write_as(
             conn.execute(sa.text(f"CREATE TABLE {warehouse.table('orders')} AS SELECT 1 AS id"))
         lake.get_client().put_object(Bucket=lake.bucket_name, Key=lake.key("f.csv"), Body=b"1")
     finally:
-        warehouse.dispose()
+        warehouse.close()
         lake.close()
     if namespace is not None and not other:
         c = world.config
@@ -552,8 +546,7 @@ def test_the_cleanup_of_any_namespace_touches_only_that_namespace(
             if key == "warehouse":
                 _forge(store.ledger(store.get_cleanup_engine()), entry)
             else:
-                with store.open_ledger() as ledger:
-                    _forge(ledger, entry)
+                _forge(store.get_ledger(), entry)
         forged_plan = build_cleanup_plan(target, stores)
         assert {_described(p) for p in forged_plan} == own | {
             _described_entry(e) for _, e in misplaced
@@ -576,7 +569,7 @@ def test_the_cleanup_of_any_namespace_touches_only_that_namespace(
         left = build_cleanup_plan(target, stores)
         assert {_described(p) for p in left} == {_described_entry(e) for _, e in misplaced}
     finally:
-        stores["warehouse"].dispose()
+        stores["warehouse"].close()
         stores["lake"].close()
 
 

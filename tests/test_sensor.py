@@ -18,13 +18,12 @@ from dagster_branch import (
     BranchDatabaseResource,
     DagsterBranchConfigError,
     GitHubPullRequests,
-    Ledger,
-    LedgerEntry,
     Namespace,
-    ObjectKind,
     branch_cleanup_definitions,
 )
 from dagster_branch.detection import CleanupPolicy
+from dagster_branch.inventory import ObjectKind
+from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.sensors import CleanupCursor
 from dagster_branch.testing import free_port
 from tests.sources.stand_ins import GitHubStandIn, json_response, rate_limited

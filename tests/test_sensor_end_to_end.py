@@ -74,7 +74,7 @@ def write_table(url: str) -> None:
         with warehouse.get_connection() as conn:
             conn.execute(sa.text(f"CREATE TABLE {warehouse.table('orders')} AS SELECT 1 AS id"))
     finally:
-        warehouse.dispose()
+        warehouse.close()
 
 
 def schemas(url: str) -> set[str]:

@@ -294,7 +294,7 @@ def remove_objects(
     caps = capabilities_for(engine.dialect)
     existing = _existing_relations(engine, [o for o in objects if o.kind is not ObjectKind.SCHEMA])
     results: list[RemovalResult] = []
-    progress = _Progress(log, len(objects), "would check" if dry_run else "removed")
+    progress = _RemovalProgress(log, len(objects), "would check" if dry_run else "removed")
     owned: list[OwnedObject] = []
     for obj in objects:
         problem = resource.ownership_problem(obj)
@@ -612,7 +612,7 @@ def _mark_dropped(
     return None if reason is None else resource.redact(reason)
 
 
-class _Progress:
+class _RemovalProgress:
     """A log line with counts at most every few seconds during long removals."""
 
     def __init__(self, log: logging.Logger, total: int, verb: str) -> None:

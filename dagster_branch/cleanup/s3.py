@@ -141,7 +141,7 @@ class PurgeReport:
             self.failures.append(message)
 
 
-class _Progress:
+class _PurgeProgress:
     """Logs counts at most every ``every`` seconds, and always at the end."""
 
     def __init__(self, report: PurgeReport, log: logging.Logger, every: float) -> None:
@@ -166,7 +166,7 @@ class _Deleter:
     """Runs ``DeleteObjects`` batches on a thread pool with a bounded number in flight."""
 
     def __init__(
-        self, calls: S3Calls, report: PurgeReport, progress: _Progress, workers: int
+        self, calls: S3Calls, report: PurgeReport, progress: _PurgeProgress, workers: int
     ) -> None:
         self.calls, self.report, self.progress = calls, report, progress
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-purge")
@@ -262,7 +262,9 @@ def _count_only(report: PurgeReport, entries: Sequence[Entry]) -> None:
     report.delete_markers += sum(e.is_delete_marker for e in entries)
 
 
-def _purge_current(calls: S3Calls, report: PurgeReport, deleter: _Deleter, p: _Progress) -> None:
+def _purge_current(
+    calls: S3Calls, report: PurgeReport, deleter: _Deleter, p: _PurgeProgress
+) -> None:
     """Unversioned: stream each page of keys into a delete batch while listing goes on."""
     for page in prefetched_pages(calls, Bucket=report.bucket, Prefix=report.prefix):
         entries = [Entry(o["Key"], None, int(o.get("Size", 0))) for o in page.get("Contents", [])]
@@ -287,7 +289,7 @@ def version_entries(page: dict[str, Any]) -> list[Entry]:
 
 
 def _purge_versions(
-    calls: S3Calls, report: PurgeReport, deleter: _Deleter, p: _Progress, per_round: int
+    calls: S3Calls, report: PurgeReport, deleter: _Deleter, p: _PurgeProgress, per_round: int
 ) -> None:
     """Versioned: collect versions and markers (a bounded round), delete them, start over."""
     while True:
@@ -339,7 +341,7 @@ def _purge(
         raise ValueError("workers and versions_per_round must be at least 1")
     calls = S3Calls(client, retry)
     report = PurgeReport(bucket=bucket, prefix=prefix, dry_run=dry_run)
-    progress = _Progress(report, log or _logger, progress_every)
+    progress = _PurgeProgress(report, log or _logger, progress_every)
     deleter = _Deleter(calls, report, progress, workers)
     try:
         carried = listing.entries if listing is not None and not dry_run else None

@@ -45,6 +45,7 @@ from dagster_branch.naming import (
 )
 from dagster_branch.ownership import Owner
 from dagster_branch.resources.s3_layout import (
+    BACKEND,
     TAG_NAMESPACE,
     TAG_OWNER,
     TAG_REPOSITORY,
@@ -69,7 +70,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
-BACKEND = "s3"
 FOUND_IN_S3 = frozenset({"s3"})
 TAG_READERS = 8  # GetBucketTagging requests in flight while scanning many namespace buckets
 
@@ -230,8 +230,7 @@ def scan_buckets(
 def _inventory(resource: BranchS3Resource, namespace: Namespace | None) -> LedgerInventory:
     if not resource.ledger_url:
         return LedgerInventory()
-    with resource.open_ledger() as ledger:
-        return ledger.inventory(namespace, store=resource.store_key)
+    return resource.get_ledger().inventory(namespace, store=resource.store_key)
 
 
 def _discover_buckets(resource: BranchS3Resource) -> list[OwnedObject]:
@@ -297,12 +296,6 @@ def _discovered(resource: BranchS3Resource) -> list[OwnedObject]:
     if resource.strategy == "bucket":
         return _discover_buckets(resource)
     return _discover_folders(resource)
-
-
-def discover_namespaces(resource: BranchS3Resource) -> set[Namespace]:
-    """Namespaces found in S3 itself (namespace buckets, or folders under ``branch_root``),
-    recorded or not; another owner's are left out."""
-    return {obj.namespace for obj in _discovered(resource)}
 
 
 def list_namespaces(resource: BranchS3Resource) -> set[Namespace]:

@@ -1,8 +1,9 @@
 """The last check before anything is deleted: refuse the plan unless every key agrees.
 
-DESIGN.md invariant 1 asks two keys to agree before an object is removed: its name parses back to
-the namespace being cleaned, and that namespace is not protected. Invariant 4 asks the cleanup to
-fail closed: a PR source that cannot answer, or a PR that was reopened, means "do nothing now".
+Promise 1 of docs/safety.md asks two keys to agree before an object is removed: its name parses
+back to the namespace being cleaned, and that namespace is not protected. Promise 4 asks the
+cleanup to fail closed: a PR source that cannot answer, or a PR that was reopened, means "do
+nothing now".
 :func:`check_plan` collects every reason to refuse (not just the first), so that one failed run
 tells the operator everything to fix; :func:`verify_plan` raises them as one
 :class:`~dagster_branch.errors.CleanupRefusedError`.

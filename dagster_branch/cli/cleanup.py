@@ -44,14 +44,11 @@ from dagster_branch.cli.target import (
     resolve_namespace,
 )
 from dagster_branch.naming import Namespace
-from dagster_branch.run_tags import TAG_NAMESPACE
+from dagster_branch.run_tags import TAG_NAMESPACE, TAG_TRIGGER
 
 __all__ = ["cleanup", "plan"]
 
 DEFAULT_JOB = "branch_cleanup"
-# The tag the sensor puts on the runs it requests, so CLI runs are found the same way.
-# The job tags its failures with the library error's class name.
-_EXIT_CODES = {"CleanupRefusedError": EXIT_REFUSED, "CleanupIncompleteError": EXIT_INCOMPLETE}
 
 
 def _inspect(
@@ -214,6 +211,7 @@ def _failure_of(result: dg.ExecuteInProcessResult) -> CommandFailed:
         if user is not None:
             kind = user.metadata.get("error")
             kind_name = getattr(kind, "value", None)
+            # The job's failure metadata names the library error's class.
             code = {"CleanupRefusedError": EXIT_REFUSED, "CleanupIncompleteError": EXIT_INCOMPLETE}
             return failure(
                 user.description or "the cleanup failed", code.get(str(kind_name), EXIT_ERROR)
@@ -287,7 +285,7 @@ def run_cleanup_job(
                 "loggers": {"console": {"config": {"log_level": log_level}}},
             },
             instance=instance,
-            tags={TAG_NAMESPACE: namespace.key, "dagster-branch/trigger": "cli"},
+            tags={TAG_NAMESPACE: namespace.key, TAG_TRIGGER: "cli"},
             raise_on_error=False,
         )
         if not result.success:

@@ -89,8 +89,8 @@ def exit_code_for(exc: DagsterBranchError) -> int:
 def reports_errors(command: F) -> F:
     """Turn library errors into ``Error: …`` and their exit code, without a traceback.
 
-    Library messages name the object and the fix, and never hold secrets (DESIGN.md invariant 7),
-    so they are printed as they are. Anything else is a bug and keeps its traceback.
+    Library messages name the object and the fix, and never hold secrets (docs/safety.md,
+    promise 7), so they are printed as they are. Anything else is a bug and keeps its traceback.
     """
 
     @functools.wraps(command)

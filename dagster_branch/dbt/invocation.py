@@ -91,7 +91,7 @@ def branch_dbt_cli(
         for schema in routing.schemas.values():  # record first: before dbt creates anything
             warehouse.record_created(ObjectKind.SCHEMA, schema)
     # A file warehouse (DuckDB) takes one writing process at a time: free it for dbt's.
-    warehouse.dispose()
+    warehouse.close()
     invocation = dbt.cli(
         routing.args(args, defer=defer), context=context, raise_on_error=raise_on_error
     )
@@ -198,7 +198,7 @@ def record_dbt_relations(
         warehouse.record_created(ObjectKind.SCHEMA, relation.schema)
         warehouse.record_created(relation.kind, relation.identifier, container=relation.schema)
         recorded.append(relation)
-    warehouse.dispose()
+    warehouse.close()
     return recorded
 
 

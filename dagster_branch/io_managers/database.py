@@ -113,7 +113,7 @@ class BranchTableIOManager(ConfigurableIOManager):
     def _release(self, engine: sa.Engine) -> None:
         """Close a DuckDB file between steps, so that another process (dbt) can open it."""
         if locks_file(engine):
-            self.database.dispose()
+            self.database.close()
 
 
 def _table_for(key: AssetKey | None, context: InputContext | OutputContext) -> str:

@@ -227,9 +227,9 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """Dispose the engines created during the run."""
-        self.dispose()
+        self.close()
 
-    def dispose(self) -> None:
+    def close(self) -> None:
         """Close every pooled connection; the resource creates new ones if used again."""
         for engine in (self._engine, self._cleanup_engine):
             if engine is not None:

@@ -8,7 +8,6 @@ guard on the client it hands out, ownership records, and the inventory the clean
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -43,6 +42,7 @@ from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, mark_remov
 from dagster_branch.naming import Namespace
 from dagster_branch.ownership import OWNER_FIELD_DESCRIPTION, Owner
 from dagster_branch.resources.s3_layout import (
+    BACKEND,
     TAG_NAMESPACE,
     TAG_OWNER,
     TAG_PULL_REQUEST,
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BranchS3Resource"]
 
-BACKEND = "s3"
 _TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]", re.ASCII)
 # One lock for every instance: namespaces are ensured once per run, so contention is nil, and a
 # module lock survives the copies Dagster makes of resources (a lock attribute would not).
@@ -474,25 +473,25 @@ class BranchS3Resource(S3Resource):
         kind, name, container = (
             (ObjectKind.PREFIX, prefix, bucket) if prefix else (ObjectKind.BUCKET, bucket, None)
         )
-        with self.open_ledger() as ledger:
-            ledger.record(
-                LedgerEntry(
-                    namespace=namespace,
-                    store=self.store_key,
-                    backend=BACKEND,
-                    kind=kind,
-                    name=name,
-                    container=container,
-                    pull_request_id=d.pull_request_id,
-                    branch=d.git_branch,
-                    deployment_name=d.deployment_name,
-                    run_id=self._run_id,
-                    git_sha=d.git_sha,
-                )
+        ledger = self.get_ledger()
+        ledger.record(
+            LedgerEntry(
+                namespace=namespace,
+                store=self.store_key,
+                backend=BACKEND,
+                kind=kind,
+                name=name,
+                container=container,
+                pull_request_id=d.pull_request_id,
+                branch=d.git_branch,
+                deployment_name=d.deployment_name,
+                run_id=self._run_id,
+                git_sha=d.git_sha,
             )
-            if locks_file(ledger.engine):  # a DuckDB ledger: let another process (dbt) open it
-                self._ledger = None
-                ledger.engine.dispose()
+        )
+        if locks_file(ledger.engine):  # a DuckDB ledger: let another process (dbt) open it
+            self._ledger = None
+            ledger.engine.dispose()
 
     def _put_marker(self, namespace: Namespace, bucket: str, key: str) -> None:
         """(Re)write the marker after checking that no other owner wrote it (one ``GET``, one
@@ -528,8 +527,8 @@ class BranchS3Resource(S3Resource):
         """Who this resource's records belong to: ``owner``, else the code location."""
         return Owner.resolve(self.owner, self.deployment)
 
-    def open_ledger(self) -> contextlib.AbstractContextManager[Ledger]:
-        """``with resource.open_ledger() as ledger:`` (``ledger_url`` must be set).
+    def get_ledger(self) -> Ledger:
+        """The ownership ledger at ``ledger_url`` (which must be set).
 
         One ledger and engine per resource instance, made on first use and disposed by
         :meth:`close`: a sensor tick asking about hundreds of namespaces reuses its connections
@@ -544,7 +543,7 @@ class BranchS3Resource(S3Resource):
                 self._ledger = Ledger(
                     engine, control_schema=self.ledger_schema, owner=self.resolved_owner()
                 )
-        return contextlib.nullcontext(self._ledger)
+        return self._ledger
 
     # -- BranchStore ----------------------------------------------------------------------------
 
@@ -561,8 +560,7 @@ class BranchS3Resource(S3Resource):
         (written before owners were recorded); returns how many (``dagster-branch claim``)."""
         if not self.ledger_url:
             return 0
-        with self.open_ledger() as ledger:
-            return ledger.claim_unowned(store=self.store_key)
+        return self.get_ledger().claim_unowned(store=self.store_key)
 
     def unrecorded_objects(self) -> list[OwnedObject]:
         """Buckets or folders shaped like a namespace's that no record of this owner names:
@@ -608,8 +606,7 @@ class BranchS3Resource(S3Resource):
         latest: datetime | None = None
         if self.ledger_url:
             try:
-                with self.open_ledger() as ledger:
-                    latest = ledger.last_activity(namespace, store=self.store_key)
+                latest = self.get_ledger().last_activity(namespace, store=self.store_key)
             except SQLAlchemyError as exc:
                 raise DagsterBranchError(
                     f"{self.store_key}: could not read the ledger for {namespace}: "
@@ -704,8 +701,7 @@ class BranchS3Resource(S3Resource):
         """
         if not self.ledger_url or not objects:
             return None
-        with self.open_ledger() as ledger:
-            reason = mark_removed(ledger, self.store_key, objects)
+        reason = mark_removed(self.get_ledger(), self.store_key, objects)
         if reason is not None:
             log.error(f"Removed {len(objects)} object(s), but the ledger was not updated: {reason}")
         return reason

@@ -37,12 +37,14 @@ from dagster_branch.naming import (
     S3_KEY_MAX_BYTES,
     Namespace,
     bucket_name,
+    clean_folder,
     namespace_of_bucket,
-    namespace_of_key,
     namespace_prefix,
 )
+from dagster_branch.run_tags import TAG_NAMESPACE, TAG_PULL_REQUEST
 
 __all__ = [
+    "BACKEND",
     "MARKER_NAME",
     "TAG_NAMESPACE",
     "TAG_OWNER",
@@ -53,11 +55,11 @@ __all__ = [
     "split_path",
 ]
 
+BACKEND = "s3"  # the backend column of S3 ledger rows and inventory objects
 MARKER_NAME = ".dagster-branch.json"
-# Tags put on namespace buckets (strategy="bucket"); the first is read back by the inventory.
-TAG_NAMESPACE = "dagster-branch/namespace"
+# Tags put on namespace buckets (strategy="bucket"), beside the run tags TAG_NAMESPACE (read back
+# by the inventory) and TAG_PULL_REQUEST.
 TAG_OWNER = "dagster-branch/owner"  # the code location (or explicit owner) that created it
-TAG_PULL_REQUEST = "dagster-branch/pull-request"
 TAG_REPOSITORY = "dagster-branch/repository"
 
 # Operations that read, or that only authenticate, never need the write guard.
@@ -75,11 +77,6 @@ _WRITE_VERBS = (
     "Upload",
     "Write",
 )
-
-
-def clean_folder(prefix: str) -> str:
-    """``/a//b/`` gives ``a/b``: a folder path without empty segments or outer slashes."""
-    return "/".join(part for part in prefix.split("/") if part)
 
 
 def split_path(path: str, *, what: str = "path") -> list[str]:
@@ -266,19 +263,6 @@ class S3Layout:
             return f"{where} is shared: namespace {namespace} owns only {own_prefix!r} in it"
         if key is not None and not key.startswith(own_prefix):
             return f"{where} is outside the prefix of namespace {namespace} ({own_prefix!r})"
-        return None
-
-    def owner_of(self, bucket: str, key: str) -> Namespace | Literal["production"] | None:
-        """Who a stored object belongs to under this layout: a namespace, ``"production"``, or
-        ``None`` (neither: some other tenant of the bucket)."""
-        if self.strategy == "bucket" and bucket != self.bucket:
-            return namespace_of_bucket(bucket, self.bucket)
-        if self.strategy == "prefix" and bucket == self.branch_data_bucket:
-            namespace = namespace_of_key(key, root=clean_folder(self.branch_root))
-            if namespace is not None:
-                return namespace
-        if bucket == self.bucket and key.startswith(self.production_folder):
-            return "production"
         return None
 
 

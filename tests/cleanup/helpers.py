@@ -6,8 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_branch import build_branch_cleanup_job
-from dagster_branch.cleanup.job import CleanupOutcome
+from dagster_branch.cleanup.job import CleanupOutcome, build_branch_cleanup_job
 
 STORE_KEYS = ("warehouse", "lake", "exports")
 CLEANUP_JOB = build_branch_cleanup_job(store_keys=STORE_KEYS)

@@ -9,7 +9,8 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from dagster_branch import BranchDatabaseResource, build_branch_cleanup_job
+from dagster_branch import BranchDatabaseResource
+from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.cleanup.plan import build_cleanup_plan
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
@@ -44,7 +45,7 @@ def build(db: SnowflakeDatabase) -> None:
                         table.create(conn)
                         conn.execute(table.insert(), [{"id": i, "label": label} for i in range(3)])
             finally:
-                resource.dispose()
+                resource.close()
 
 
 def snapshot(db: SnowflakeDatabase) -> dict[str, list[tuple[Any, ...]]]:
@@ -89,7 +90,7 @@ def test_plan_dry_run_and_cleanup_remove_exactly_pr_7(
         try:
             plan = build_cleanup_plan("pr_7", {"warehouse": planner})
         finally:
-            planner.dispose()
+            planner.close()
     [planned] = list(plan)
     assert (planned.kind.value, planned.name) == ("schema", "analytics__pr_7")
     assert planned.obj.found_in == frozenset({"ledger", "discovery"})

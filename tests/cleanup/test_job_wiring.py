@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_branch import BranchDatabaseResource, BranchTableIOManager, build_branch_cleanup_job
-from dagster_branch.cleanup.job import CleanupOutcome
+from dagster_branch import BranchDatabaseResource, BranchTableIOManager
+from dagster_branch.cleanup.job import CleanupOutcome, build_branch_cleanup_job
 from tests.cleanup.folder_store import FolderStore
 from tests.cleanup.helpers import cleanup_config, failure_text
 

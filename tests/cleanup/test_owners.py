@@ -12,7 +12,8 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
-from dagster_branch import BranchDatabaseResource, BranchS3Resource, build_cleanup_plan
+from dagster_branch import BranchDatabaseResource, BranchS3Resource
+from dagster_branch.cleanup.plan import build_cleanup_plan
 from dagster_branch.cleanup.verify import check_plan
 from dagster_branch.errors import OwnershipConflictError
 from dagster_branch.naming import Namespace
@@ -69,7 +70,7 @@ class Location:
 
 
 def close(stores: Mapping[str, Any]) -> None:
-    stores["warehouse"].dispose()
+    stores["warehouse"].close()
     stores["lake"].close()
 
 

@@ -8,7 +8,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from dagster_branch import CleanupPlan, CleanupRefusedError, build_cleanup_plan
+from dagster_branch import CleanupRefusedError
+from dagster_branch.cleanup.plan import CleanupPlan, build_cleanup_plan
 from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import LEDGER_TABLE
 from dagster_branch.naming import Namespace

@@ -154,7 +154,7 @@ def test_the_server_refuses_a_dependent_created_after_the_check(
             drop_schema_in_order(conn, "analytics__pr_7", contents)
         [result] = janitor.remove_objects([schema], dry_run=False, log=log)
     finally:
-        janitor.dispose()
+        janitor.close()
     assert result.dependents == ("view analytics.late selects from analytics__pr_7.orders",)
     assert _rows(postgres_url, "SELECT * FROM analytics.late") == [(1,)]
 
@@ -189,7 +189,7 @@ def test_the_restrict_drop_takes_a_few_statements_per_schema(
         [schema] = janitor.objects_of(PR_7)
         [result] = janitor.remove_objects([schema], dry_run=False, log=logging.getLogger("t"))
     finally:
-        janitor.dispose()
+        janitor.close()
     assert (result.removed, result.error, result.objects) == (True, None, 1 + 50 + 21 + 1 + 1)
     drops = [s.split(" IF EXISTS")[0] for s in sent if s.startswith("DROP")]
     assert (

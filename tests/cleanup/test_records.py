@@ -15,9 +15,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dagster_branch import LedgerEntry, Namespace, ObjectKind, build_cleanup_plan
+from dagster_branch import Namespace
+from dagster_branch.cleanup.plan import build_cleanup_plan
 from dagster_branch.cleanup.report import plan_metadata
 from dagster_branch.cleanup.verify import check_plan, ownership_problems
+from dagster_branch.inventory import ObjectKind
+from dagster_branch.ledger import LedgerEntry
 from tests.cleanup.conftest import RunCleanup
 from tests.cleanup.helpers import failure_text, outcome_of
 from tests.cleanup.test_cleanup_end_to_end import record_metadata
@@ -43,7 +46,7 @@ def write_pr_7(world: World) -> None:
 
 
 def close(stores: dict[str, Any]) -> None:
-    stores["warehouse"].dispose()
+    stores["warehouse"].close()
     stores["lake"].close()
     stores["exports"].close()
 
@@ -86,10 +89,9 @@ def tables(world: World, schema: str) -> set[str]:
 
 def forge_prefix_row(store: Any, bucket: str) -> None:
     """A ledger row of this owner claiming ``_branches/pr_7/`` in ``bucket``."""
-    with store.open_ledger() as ledger:
-        ledger.record(
-            LedgerEntry(PR_7, store.store_key, "s3", ObjectKind.PREFIX, "_branches/pr_7/", bucket)
-        )
+    store.get_ledger().record(
+        LedgerEntry(PR_7, store.store_key, "s3", ObjectKind.PREFIX, "_branches/pr_7/", bucket)
+    )
 
 
 # -- class 3: mismatches ------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def _write(url: str, strategy: str, env: dict[str, str]) -> None:
                 for loc in locations:
                     conn.execute(sa.text(f"CREATE TABLE {loc} AS SELECT 1 AS id"))
         finally:
-            resource.dispose()
+            resource.close()
 
 
 def _two_cleanups_at_once(url: str, strategy: str) -> list[list[RemovalResult]]:
@@ -71,7 +71,7 @@ def _two_cleanups_at_once(url: str, strategy: str) -> list[list[RemovalResult]]:
                 thread.join(timeout=120)
         finally:
             for resource in resources:
-                resource.dispose()
+                resource.close()
     return [results[0], results[1]]
 
 

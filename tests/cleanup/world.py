@@ -169,7 +169,7 @@ def write_deployment(world: World, env: Mapping[str, str], *, label: str, lake_k
                     Bucket=exports.bucket_name, Key=exports.key("big/unfinished.parquet")
                 )
         finally:
-            warehouse.dispose()
+            warehouse.close()
             lake.close()
             exports.close()
 

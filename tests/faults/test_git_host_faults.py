@@ -2,8 +2,8 @@
 
 The world: a DuckDB warehouse where production, ``pr_7`` (merged an hour ago) and ``pr_8``
 (open) have written. Between the production deployment and the API stand-in sits the fault proxy
-(or the stand-in itself answers badly). For every fault the promise is the same (DESIGN.md
-invariant 4): the sensor requests no cleanup and its skip reason says why, its cursor does not
+(or the stand-in itself answers badly). For every fault the promise is the same (docs/safety.md,
+promise 4): the sensor requests no cleanup and its skip reason says why, its cursor does not
 move, the cleanup job refuses to remove anything, and once the host behaves the next tick
 requests the cleanup and the run removes ``pr_7`` and nothing else.
 """

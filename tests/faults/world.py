@@ -18,13 +18,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from dagster_branch import (
-    BranchDatabaseResource,
-    Ledger,
-    Namespace,
-    build_branch_cleanup_job,
-)
+from dagster_branch import BranchDatabaseResource, Namespace
+from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.dialects import list_schema_names
+from dagster_branch.ledger import Ledger
 from dagster_branch.resources.s3 import BranchS3Resource
 
 DEPLOYMENT_VARIABLES = (
@@ -137,7 +134,7 @@ def write_tables(url: str, tables: Iterable[str] = ("orders",), **options: Any) 
                     sa.text(f"CREATE TABLE {resource.table(name)} AS SELECT 1 AS id, 'x' AS v")
                 )
     finally:
-        resource.dispose()
+        resource.close()
 
 
 def database_snapshot(url: str) -> dict[str, str]:

@@ -61,7 +61,7 @@ while time.monotonic() < deadline or n < 6:  # on a loaded machine: time, and ru
     except Exception as exc:  # the namespace vanished under us: the next run starts afresh
         failed += 1
     finally:
-        warehouse.dispose()
+        warehouse.close()
         lake.close()
     if n == 3:
         print("ready", flush=True)

@@ -34,7 +34,8 @@ from tests.faults.world import (
 
 DEFS = """
 import dagster as dg
-from dagster_branch import BranchDatabaseResource, build_branch_cleanup_job
+from dagster_branch import BranchDatabaseResource
+from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.resources.s3 import BranchS3Resource
 
 defs = dg.Definitions(

@@ -17,8 +17,9 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
-from dagster_branch import BranchDatabaseResource, BranchS3Resource, Namespace, build_cleanup_plan
+from dagster_branch import BranchDatabaseResource, BranchS3Resource, Namespace
 from dagster_branch.cleanup.database import RECREATED as WAREHOUSE_RECREATED
+from dagster_branch.cleanup.plan import build_cleanup_plan
 from dagster_branch.cleanup.s3 import RECREATED as LAKE_RECREATED
 from dagster_branch.ledger import Ledger
 from tests.cleanup.world import PRODUCTION, branch_env, deployment
@@ -100,11 +101,11 @@ def test_a_branch_run_that_writes_after_the_cleanup_records_its_objects_again(
         production = warehouse(postgres_url, strategy)
         assert all(r.removed for r in clean(production, "warehouse"))
         assert production.list_namespaces() == set()
-        production.dispose()
+        production.close()
 
     with deployment(branch_env(7)):  # the same resource instance writes again
         write_table(branch)
-        branch.dispose()
+        branch.close()
 
     assert live_rows(postgres_url, "warehouse")  # recorded again: the cleanup will see it
     with deployment(PRODUCTION):
@@ -112,7 +113,7 @@ def test_a_branch_run_that_writes_after_the_cleanup_records_its_objects_again(
         assert production.list_namespaces() == {PR_7}
         plan = build_cleanup_plan("pr_7", {"warehouse": production})
         assert plan.removable and not plan.kept
-        production.dispose()
+        production.close()
 
 
 def test_a_lake_write_after_the_cleanup_records_the_prefix_again(
@@ -141,13 +142,13 @@ def test_a_schema_created_again_while_its_row_is_marked_dropped_stays_recorded(
     with deployment(branch_env(7)):
         first = warehouse(postgres_url)
         write_table(first)
-        first.dispose()
+        first.close()
 
     def branch_writes_again() -> None:  # between the DROP SCHEMA and the ledger UPDATE
         with deployment(branch_env(7)):
             again = warehouse(postgres_url)
             write_table(again)
-            again.dispose()
+            again.close()
 
     proxy.run_before(MARK_DROPPED, branch_writes_again)
     with deployment(PRODUCTION):
@@ -161,7 +162,7 @@ def test_a_schema_created_again_while_its_row_is_marked_dropped_stays_recorded(
         [again] = clean(production, "warehouse")  # once the branch stopped: gone, and marked
         assert again.removed and again.error is None
         assert production.list_namespaces() == set()
-        production.dispose()
+        production.close()
 
 
 def test_a_prefix_written_again_while_its_row_is_marked_dropped_stays_recorded(

@@ -43,7 +43,7 @@ def build_everywhere(backend: Backend, deploy: Deploy, **config: Any) -> None:
                     table.create(conn)
                     conn.execute(table.insert(), [{"id": 1}, {"id": 2}])
         finally:
-            warehouse.dispose()
+            warehouse.close()
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def janitor(backend: Backend, deploy: Deploy) -> Iterator[BranchDatabaseResource
     try:
         yield resource
     finally:
-        resource.dispose()
+        resource.close()
 
 
 def snapshot(backend: Backend, schema: str) -> dict[str, list[tuple[object, ...]]]:
@@ -196,7 +196,7 @@ def test_table_prefix_cleanup_drops_only_the_prefix(backend: Backend, deploy: De
             (True, 0, None),
         ]
     finally:
-        janitor.dispose()
+        janitor.close()
 
 
 def test_failures_are_captured_per_object_without_the_password(
@@ -215,7 +215,7 @@ def test_failures_are_captured_per_object_without_the_password(
     try:
         results = janitor.remove_objects(objects, dry_run=False, log=LOG)
     finally:
-        janitor.dispose()
+        janitor.close()
     assert [r.removed for r in results] == [False, False]
     for result in results:
         assert result.error and "analytics__pr_" in result.error
@@ -258,7 +258,7 @@ def test_inventory_and_cleanup_are_not_n_plus_one(
         results = janitor.remove_objects(objects, dry_run=False, log=LOG)
         cleanup = counter.statements
     finally:
-        janitor.dispose()
+        janitor.close()
     assert [(r.removed, r.objects) for r in results] == [(True, 300)]
     assert listing <= 3, "one discovery query, plus the ledger lookup"
     drops = [s for s in cleanup if s.startswith("DROP")]
@@ -309,14 +309,14 @@ def test_last_activity_is_the_newest_live_ledger_row_in_one_query(
         assert len(counter.statements) == 1
         assert janitor.last_activity_of(Namespace.parse("pr_99")) is None
     finally:
-        janitor.dispose()
+        janitor.close()
     without_ledger = BranchDatabaseResource(
         url=backend.url, base_schema=backend.base_schema, control_schema=None
     )
     try:
         assert without_ledger.last_activity_of(PR_1) is None
     finally:
-        without_ledger.dispose()
+        without_ledger.close()
 
 
 def _table_entry(

@@ -69,7 +69,7 @@ def test_read_table_falls_back_to_production(backend: Backend, deploy: Deploy) -
         assert probe.read_table("order_totals").schema == branch
         assert probe.read_table("order_totals").is_branch
     finally:
-        probe.dispose()
+        probe.close()
 
 
 def test_ledger_rows_and_schema_markers(backend: Backend, deploy: Deploy) -> None:
@@ -164,7 +164,7 @@ def test_second_ensure_namespace_adds_nothing(backend: Backend, deploy: Deploy) 
             warehouse.ensure_namespace()
             warehouse.ensure_namespace()
         finally:
-            warehouse.dispose()
+            warehouse.close()
     ledger = Ledger.from_url(backend.url)
     try:
         assert [e.name for e in ledger.live_entries(Namespace.parse("pr_5"))] == [
@@ -261,7 +261,7 @@ def test_two_runs_of_one_branch_racing_to_create_its_schema(
     for thread in threads:
         thread.join()
     for resource in resources:
-        resource.dispose()
+        resource.close()
     assert errors == []
     assert f"{backend.base_schema}__pr_6" in backend.schemas() or backend.name == "sqlite"
     ledger = Ledger.from_url(backend.url)

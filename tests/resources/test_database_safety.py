@@ -82,7 +82,7 @@ def test_branch_refuses_to_write_outside_its_namespace(backend: Backend, deploy:
         with pytest.raises(NamespaceViolationError):
             warehouse.guard_write(base)  # creating or dropping the production schema
     finally:
-        warehouse.dispose()
+        warehouse.close()
 
 
 def test_table_prefix_branch_writes_only_its_prefixed_tables(
@@ -101,7 +101,7 @@ def test_table_prefix_branch_writes_only_its_prefixed_tables(
         with pytest.raises(NamespaceViolationError):
             warehouse.guard_write("dev")  # the shared schema itself is not the branch's
     finally:
-        warehouse.dispose()
+        warehouse.close()
 
 
 def test_production_never_writes_to_a_branch_name(backend: Backend, deploy: Deploy) -> None:
@@ -112,7 +112,7 @@ def test_production_never_writes_to_a_branch_name(backend: Backend, deploy: Depl
         with pytest.raises(NamespaceViolationError, match="production writes only"):
             warehouse.guard_write(f"{backend.base_schema}__pr_1", "orders")
     finally:
-        warehouse.dispose()
+        warehouse.close()
     assert f"{backend.base_schema}__pr_1" not in backend.schemas()
 
 
@@ -164,7 +164,7 @@ def test_unusual_names_are_quoted_never_spliced(
             assert warehouse.read_table(name) == location
         target = warehouse.target_schema
     finally:
-        warehouse.dispose()
+        warehouse.close()
 
     expected = {("pr_1__" + n if strategy == "table_prefix" else n) for n in HOSTILE_TABLES}
     assert written == expected

@@ -57,7 +57,7 @@ def _write(backend: Backend, resource: BranchDatabaseResource, views: dict[str, 
                     view = f"{quote.quote_schema(orders.schema)}.{quote.quote(name)}"
                 conn.execute(sa.text(_view_sql(backend, view, orders.clause())))
     finally:
-        resource.dispose()
+        resource.close()
 
 
 def _catalog(backend: Backend, schema: str) -> tuple[set[str], set[str]]:
@@ -151,7 +151,7 @@ def test_table_prefix_views_are_discovered_planned_and_dropped_before_their_tabl
         again = janitor.remove_objects(objects, dry_run=False, log=LOG)
         assert [(r.removed, r.objects, r.error) for r in again] == [(True, 0, None)] * 3
     finally:
-        janitor.dispose()
+        janitor.close()
 
 
 @pytest.mark.usefixtures("production_view")
@@ -172,7 +172,7 @@ def test_views_in_a_branch_schema_go_with_the_schema(backend: Backend, deploy: D
         assert janitor.objects_of(PR_1) == []
         assert _rows(backend, backend.base_schema, "orders_v") == [1, 2]
     finally:
-        janitor.dispose()
+        janitor.close()
     ledger = Ledger.from_url(backend.url)
     try:
         assert ledger.live_entries(PR_1) == []

@@ -106,7 +106,7 @@ def test_duckdb_pandas_io_manager_writes_each_deployment_to_its_schema_and_clean
         assert removed.removed and removed.objects == 2
         assert janitor.objects_of(PR_7) == []
     finally:
-        janitor.dispose()
+        janitor.close()
     assert "analytics__pr_7" not in backend.schemas()
     assert {t: backend.read("analytics", t) for t in production} == production
 
@@ -205,7 +205,7 @@ def test_snowflake_pandas_io_manager_reads_production_until_the_branch_builds_it
             conn.execute(sa.text(f"CREATE TABLE {loc} (id INT, built_by VARCHAR)"))
             conn.execute(sa.text(f"INSERT INTO {loc} VALUES (1, 'pr_7'), (2, 'pr_7')"))
     finally:
-        warehouse.dispose()
+        warehouse.close()
     assert read_orders_from(db, name) == {"built_by": {"pr_7"}, "rows": 2}
 
     deploy("production")

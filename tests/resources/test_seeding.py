@@ -118,7 +118,7 @@ def check_seeding(backend: Backend, deploy: Deploy) -> None:
         assert removed.removed and removed.objects == 2
         assert janitor.objects_of(Namespace.parse("pr_7")) == []
     finally:
-        janitor.dispose()
+        janitor.close()
     assert branch not in backend.schemas()
 
 

@@ -101,7 +101,7 @@ def test_production_may_not_write_a_branch_schema_on_snowflake(
     deploy("branch", pr=7)
     branch = warehouse_on(snowflake_database)
     assert branch.table("orders").schema == "analytics__pr_7"
-    branch.dispose()
+    branch.close()
     deploy("production")
     production = warehouse_on(snowflake_database)
     try:
@@ -109,7 +109,7 @@ def test_production_may_not_write_a_branch_schema_on_snowflake(
         with pytest.raises(Exception, match="production writes only to base_schema"):
             production.guard_write("analytics__pr_7", "orders")
     finally:
-        production.dispose()
+        production.close()
 
 
 def test_an_engine_that_cannot_be_created_says_the_drivers_reason(

@@ -16,15 +16,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from dagster_branch import (
-    DagsterBranchConfigError,
-    Ledger,
-    LedgerEntry,
-    Namespace,
-    NamespaceViolationError,
-    ObjectKind,
-)
+from dagster_branch import DagsterBranchConfigError, Namespace, NamespaceViolationError
 from dagster_branch.cli import main
+from dagster_branch.inventory import ObjectKind
+from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import schema_name
 from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
@@ -166,7 +161,7 @@ def test_database_configurations_that_reach_production_are_refused(
     resource = warehouse(duckdb_url, **options)
     with pytest.raises(DagsterBranchConfigError, match=field):
         resource.table("orders")
-    resource.dispose()
+    resource.close()
     assert database_snapshot(duckdb_url) == before
 
 
@@ -178,7 +173,7 @@ def test_a_branch_resource_refuses_to_write_to_production_directly(
     for schema in ("analytics", "ANALYTICS", "finance", "analytics__pr_8", "dagster_branch"):
         with pytest.raises(NamespaceViolationError, match="outside its namespace"):
             resource.guard_write(schema, "orders")
-    resource.dispose()
+    resource.close()
 
 
 S3_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {

@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from dagster_branch import DagsterBranchConfigError, DagsterBranchNamingError, DeploymentContext
+from dagster_branch import DagsterBranchConfigError, DeploymentContext
+from dagster_branch.errors import DagsterBranchNamingError
 from dagster_branch.naming import (
     Namespace,
     bucket_name,

@@ -13,15 +13,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from dagster_branch import (
-    BranchTableIOManager,
-    DagsterBranchConfigError,
-    Ledger,
-    LedgerEntry,
-    Namespace,
-    ObjectKind,
-)
+from dagster_branch import BranchTableIOManager, DagsterBranchConfigError, Namespace
 from dagster_branch.dialects import capabilities_for, server_identifier_limit
+from dagster_branch.inventory import ObjectKind
+from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import schema_name
 from tests.faults.world import Deployments, database_snapshot, run_cleanup, warehouse
 
@@ -49,7 +44,7 @@ def _materialize(
             raise_on_error=raise_on_error,
         )
     finally:
-        resource.dispose()
+        resource.close()
 
 
 def test_the_server_limit_is_read_from_postgresql(postgres_url: str) -> None:
@@ -87,7 +82,7 @@ def test_a_limit_above_postgresqls_is_refused_and_production_is_never_written(
         branch.get_connection() as conn,
     ):
         conn.execute(sa.text(f"CREATE TABLE {branch.table('refunds')} AS SELECT 1 AS id"))
-    branch.dispose()
+    branch.close()
 
     assert database_snapshot(postgres_url) == production  # production's rows, no new table
 

@@ -292,7 +292,7 @@ def test_secrets_stay_hidden_when_things_fail(
     with pytest.raises(DagsterBranchError) as failed:
         broken.ensure_namespace()
     capture.add_exception(failed.value)
-    broken.dispose()
+    broken.close()
 
     assert_no_secret(capture.text(), expect="pr_7")
 

@@ -6,13 +6,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from dagster_branch import (
-    DagsterPlusBranchDeployments,
-    Namespace,
-    PullRequestStatus,
-    SourceUnavailableError,
-    UnexpectedResponseError,
-)
+from dagster_branch import DagsterPlusBranchDeployments, Namespace
+from dagster_branch.errors import SourceUnavailableError, UnexpectedResponseError
+from dagster_branch.pull_requests import PullRequestStatus
 from tests.sources.stand_ins import DagsterPlusStandIn, json_response
 
 TOKEN = "user:s3cret-dagster-plus-token"

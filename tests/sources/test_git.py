@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dagster_branch import (
-    GitRemoteBranches,
-    Namespace,
-    PullRequestStatus,
-    SourceUnavailableError,
-    UnexpectedResponseError,
-)
+from dagster_branch import GitRemoteBranches, Namespace
+from dagster_branch.errors import SourceUnavailableError, UnexpectedResponseError
+from dagster_branch.pull_requests import PullRequestStatus
 from dagster_branch.testing import free_port
 
 GIT_ENV = {

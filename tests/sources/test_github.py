@@ -9,15 +9,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from dagster_branch import (
-    GitHubPullRequests,
-    Namespace,
-    PullRequestStatus,
-    RateLimitedError,
-    SourceError,
-    SourceUnavailableError,
-    UnexpectedResponseError,
-)
+from dagster_branch import GitHubPullRequests, Namespace, SourceError
+from dagster_branch.errors import RateLimitedError, SourceUnavailableError, UnexpectedResponseError
+from dagster_branch.pull_requests import PullRequestStatus
 from dagster_branch.testing import free_port
 from tests.sources.stand_ins import GitHubStandIn, json_response, rate_limited
 

@@ -8,15 +8,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from dagster_branch import (
-    GitLabMergeRequests,
-    Namespace,
-    PullRequestStatus,
-    RateLimitedError,
-    SourceError,
-    SourceUnavailableError,
-    UnexpectedResponseError,
-)
+from dagster_branch import GitLabMergeRequests, Namespace, SourceError
+from dagster_branch.errors import RateLimitedError, SourceUnavailableError, UnexpectedResponseError
+from dagster_branch.pull_requests import PullRequestStatus
 from tests.sources.stand_ins import GitLabStandIn, json_response
 
 TOKEN = "glpat-s3cretTokenValue42"

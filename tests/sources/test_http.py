@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_httpserver import HTTPServer
 
-from dagster_branch import RateLimitedError, SourceUnavailableError, UnexpectedResponseError
+from dagster_branch.errors import RateLimitedError, SourceUnavailableError, UnexpectedResponseError
 from dagster_branch.sources.http import HttpClient, redact_url
 from tests.sources.stand_ins import json_response
 
