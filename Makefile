@@ -17,8 +17,9 @@ $(STAMP):
 
 install: $(STAMP)
 
+# The demo plays example_project/, which lives in the repository, not in the wheel.
 demo: $(STAMP)
-	$(BIN)/dagster-branch demo
+	$(BIN)/python -m example_project.demo
 
 # The suite runs in parallel (pytest-xdist): each worker starts its own PostgreSQL cluster and S3
 # server on free ports, and every test its own database, buckets and tmp_path. The tests mostly

@@ -14,7 +14,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,10 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster_branch.testing import LocalS3, free_port
-
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+# The servers are the tests' own (tests/support/servers.py), found from the repository's root.
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support.servers import LocalS3, free_port, stop_process_group, wait_for_port  # noqa: E402
+from tests.support.servers import local_postgres as local_postgres  # noqa: E402 (re-exported)
+
 TOOLS_VENV = BENCH_DIR / ".venv-tools"
 
 # The S3 API needs credentials even against a local server; these never leave loopback.
@@ -49,34 +52,6 @@ def use_dummy_aws_credentials() -> None:
 
 
 # -- arguments ----------------------------------------------------------------------------------
-
-
-# The Dagster+ variables a deployment sees; benchmarks switch between deployments with them.
-DEPLOYMENT_VARIABLES = (
-    "DAGSTER_CLOUD_DEPLOYMENT_NAME",
-    "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT",
-    "DAGSTER_CLOUD_PULL_REQUEST_ID",
-    "DAGSTER_CLOUD_GIT_BRANCH",
-    "DAGSTER_CLOUD_GIT_REPO",
-)
-PRODUCTION = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "0"}
-
-
-@contextlib.contextmanager
-def deployment_environment(values: dict[str, str]) -> Iterator[None]:
-    """Set the Dagster+ variables a deployment would see, and restore them after."""
-    saved = {name: os.environ.get(name) for name in DEPLOYMENT_VARIABLES}
-    for name in DEPLOYMENT_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -196,34 +171,6 @@ def machine_summary() -> str:
         f"{os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}"
     )
-
-
-# -- processes ----------------------------------------------------------------------------------
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    """Return once something listens on ``127.0.0.1:port``; raise if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with code {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} after {timeout:.0f}s")
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process started with ``start_new_session=True`` and everything it started."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 # -- the S3 server ------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ Import: ``import dagster_branch`` after ``import dagster``, in fresh interpreter
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import subprocess
@@ -36,13 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg
 from _common import (
-    PRODUCTION,
     SeedableS3,
     Stopwatch,
     Table,
     base_parser,
-    deployment_environment,
     emit,
+    local_postgres,
     median,
     scratch_dir,
     seconds,
@@ -53,14 +54,10 @@ from dagster_aws.s3 import S3Resource
 
 from dagster_branch.resources.database import BranchDatabaseResource
 from dagster_branch.resources.s3 import BranchS3Resource
-from dagster_branch.testing import local_postgres
+from dagster_branch.testing import deployment_env
 
-BRANCH = {
-    "DAGSTER_CLOUD_DEPLOYMENT_NAME": "3f9a0c1e",
-    "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
-    "DAGSTER_CLOUD_PULL_REQUEST_ID": "42",
-    "DAGSTER_CLOUD_GIT_BRANCH": "feature/orders",
-}
+PRODUCTION = functools.partial(deployment_env, "production")
+BRANCH = functools.partial(deployment_env, "branch", pr=42, branch="feature/orders")
 BUCKET = "bench-lake"
 # What Dagster hands a resource's setup and teardown in a run (made once: it is Dagster's cost).
 INIT_CONTEXT = dg.build_init_resource_context()
@@ -70,19 +67,19 @@ INIT_CONTEXT = dg.build_init_resource_context()
 class Contender:
     name: str
     run: Callable[[], None]
-    environment: dict[str, str]
+    deployment: Callable[[], contextlib.AbstractContextManager[dict[str, str]]]
     walls: list[float] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)
 
 
 def measure(contenders: list[Contender], runs: int, s3: SeedableS3 | None = None) -> None:
     for contender in contenders:  # one unmeasured warm-up each: imports, first-time caches
-        with deployment_environment(contender.environment):
+        with contender.deployment():
             contender.run()
     for _ in range(runs):
         for contender in contenders:
             before = len(s3.request_lines()) if s3 else 0
-            with deployment_environment(contender.environment), Stopwatch() as watch:
+            with contender.deployment(), Stopwatch() as watch:
                 contender.run()
             contender.walls.append(watch.seconds)
             contender.requests.append(len(s3.request_lines()) - before if s3 else 0)

@@ -50,12 +50,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dagster as dg
 from _common import (
     BENCH_DIR,
-    PRODUCTION,
     Stopwatch,
     Table,
     base_parser,
-    deployment_environment,
     emit,
+    free_port,
     median,
     ratio,
     scratch_dir,
@@ -70,7 +69,7 @@ from dagster_branch.naming import Namespace
 from dagster_branch.resources.database import BranchDatabaseResource
 from dagster_branch.sensors import build_branch_cleanup_sensor
 from dagster_branch.sources.github import GitHubPullRequests
-from dagster_branch.testing import free_port
+from dagster_branch.testing import deployment_env
 
 REPOSITORIES = ("acme/warehouse", "acme/lake")  # two PR sources
 TOKEN = "bench-token"  # the stand-in accepts anything; never a real token
@@ -129,16 +128,6 @@ def warehouse(url: str, store_key: str = "warehouse") -> BranchDatabaseResource:
     return BranchDatabaseResource(url=url, base_schema="analytics", store_key=store_key)
 
 
-def branch_environment(number: int, repository: str) -> dict[str, str]:
-    return {
-        "DAGSTER_CLOUD_DEPLOYMENT_NAME": f"{number:x}a1b2c3",
-        "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
-        "DAGSTER_CLOUD_PULL_REQUEST_ID": str(number),
-        "DAGSTER_CLOUD_GIT_BRANCH": f"feature/change-{number}",
-        "DAGSTER_CLOUD_GIT_REPO": repository,
-    }
-
-
 def create_branch_schemas(url: str, numbers: list[int], repository: str, store_key: str) -> None:
     """What each PR's branch deployment did on its first run: ensure_namespace().
 
@@ -148,7 +137,9 @@ def create_branch_schemas(url: str, numbers: list[int], repository: str, store_k
     take minutes here and are not what is measured.
     """
     first, *rest = numbers
-    with deployment_environment(branch_environment(first, repository)):
+    with deployment_env(
+        "branch", pr=first, branch=f"feature/change-{first}", repository=repository
+    ):
         resource = warehouse(url, store_key)
         try:
             resource.ensure_namespace()
@@ -395,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {live:,} live namespaces in {len(REPOSITORIES) * locations_per_source} "
               f"stores, created in {setup.seconds:.1f}s", flush=True)  # fmt: skip
 
-        with deployment_environment(PRODUCTION):
+        with deployment_env("production"):
             for source in sources:
                 for key, store in source.stores.items():
                     found = len(store.list_namespaces())

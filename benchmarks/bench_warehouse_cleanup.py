@@ -33,12 +33,11 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    PRODUCTION,
     Stopwatch,
     Table,
     base_parser,
-    deployment_environment,
     emit,
+    local_postgres,
     median,
     ratio,
     scratch_dir,
@@ -48,7 +47,7 @@ from _common import (
 from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.database import BranchDatabaseResource
-from dagster_branch.testing import local_postgres
+from dagster_branch.testing import deployment_env
 
 BASE = "analytics"
 
@@ -81,18 +80,9 @@ COUNTER = StatementCounter()
 sa.event.listen(sa.Engine, "before_cursor_execute", COUNTER)
 
 
-def branch_environment(number: int) -> dict[str, str]:
-    return {
-        "DAGSTER_CLOUD_DEPLOYMENT_NAME": f"{number:x}9f3e2a",
-        "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
-        "DAGSTER_CLOUD_PULL_REQUEST_ID": str(number),
-        "DAGSTER_CLOUD_GIT_BRANCH": f"feature/change-{number}",
-    }
-
-
 def seed_branch(url: str, number: int, tables: int) -> str:
     """A branch deployment's first run: its schema, then ``tables`` tables of 10 rows."""
-    with deployment_environment(branch_environment(number)):
+    with deployment_env("branch", pr=number, branch=f"feature/change-{number}"):
         resource = BranchDatabaseResource(url=url, base_schema=BASE)
         try:
             resource.ensure_namespace()
@@ -114,7 +104,7 @@ def seed_branch(url: str, number: int, tables: int) -> str:
 
 def seed_branch_fast(url: str, number: int, tables: int) -> str:
     """Like :func:`seed_branch`, with empty tables created in one round trip (for scale)."""
-    with deployment_environment(branch_environment(number)):
+    with deployment_env("branch", pr=number, branch=f"feature/change-{number}"):
         resource = BranchDatabaseResource(url=url, base_schema=BASE)
         try:
             resource.ensure_namespace()
@@ -133,7 +123,7 @@ def seed_branch_fast(url: str, number: int, tables: int) -> str:
 
 
 def seed_production(url: str) -> None:
-    with deployment_environment(PRODUCTION):
+    with deployment_env("production"):
         resource = BranchDatabaseResource(url=url, base_schema=BASE)
         try:
             resource.ensure_namespace()
@@ -171,7 +161,7 @@ QUIET.propagate = False
 
 
 def drop_step(url: str, number: int, schema: str) -> None:
-    with deployment_environment(PRODUCTION):
+    with deployment_env("production"):
         resource = BranchDatabaseResource(url=url, base_schema=BASE)
         try:
             objects = resource.objects_of(Namespace.for_pull_request(number))
@@ -191,7 +181,7 @@ def whole_job(url: str, number: int, schema: str) -> None:
             "plan": {"config": {"namespace": f"pr_{number}", "require_closed": False}},
         }
     }
-    with deployment_environment(PRODUCTION), contextlib.redirect_stderr(io.StringIO()):
+    with deployment_env("production"), contextlib.redirect_stderr(io.StringIO()):
         result = CLEANUP_JOB.execute_in_process(
             run_config=run_config,
             resources={"warehouse": BranchDatabaseResource(url=url, base_schema=BASE)},

@@ -1,317 +1,163 @@
-"""Throwaway local servers for tests, benchmarks and the demo.
+"""Test your branch-aware assets as each deployment would run them.
 
-Like httpx's ``MockTransport``, this is a test seam that ships with the library, except that the
-servers here are real: a PostgreSQL cluster under ``/tmp``, an S3-protocol server (moto in
-server mode) and a Snowflake-protocol server (fakesnow, on DuckDB) reached over HTTP. All bind to
-loopback only and are stopped by their context managers.
+Dagster+ tells a code location which deployment it is only through ``DAGSTER_CLOUD_*``
+environment variables, which dagster-branch reads when a resource is set up. To test what your
+assets write in production and in a pull request's branch deployment, run them inside
+:func:`deployment_env`: it sets the variables Dagster+ would set, unsets every other one (so the
+machine running the tests never leaks into them), and restores the environment afterwards.
 
 Example::
 
-    with local_postgres() as pg, local_s3() as s3:
-        engine = sqlalchemy.create_engine(pg.url("postgres"))
-        client = boto3.client("s3", endpoint_url=s3.endpoint_url)
+    from dagster_branch import BranchDatabaseResource
+    from dagster_branch.testing import deployment_env
+
+    def test_a_branch_writes_into_its_own_schema(tmp_path):
+        url = f"duckdb:///{tmp_path}/warehouse.duckdb"
+        with deployment_env("branch", pr=42):
+            warehouse = BranchDatabaseResource(url=url, base_schema="analytics")
+            assert warehouse.target_schema == "analytics__pr_42"
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
+import hashlib
 import os
-import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Literal
 
-import sqlalchemy as sa
-
-from dagster_branch.errors import DagsterBranchError
-
-__all__ = [
-    "LocalPostgres",
-    "LocalS3",
-    "LocalSnowflake",
-    "SnowflakeDatabase",
-    "free_port",
-    "local_postgres",
-    "local_s3",
-    "local_snowflake",
-]
-
-POSTGRES_SEARCH_PATHS = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin", "/usr/local/bin")
-# One line of werkzeug's access log: `127.0.0.1 - - [date] "GET /bucket?list-type=2 HTTP/1.1" 200 -`
-# (werkzeug may wrap the quoted request in ANSI colour codes).
-_ACCESS_LOG_LINE = re.compile(
-    rb'"(?:\x1b\[[0-9;]*m)*[A-Z]+ \S+ HTTP/[0-9.]+(?:\x1b\[[0-9;]*m)*" [0-9]{3} '
+from dagster_branch.context import (
+    DEPLOYMENT_NAME,
+    DEVELOPER,
+    GIT_BRANCH,
+    GIT_REPO,
+    GIT_SHA,
+    IS_BRANCH,
+    LOCATION_NAME,
+    PULL_REQUEST_ID,
+    PULL_REQUEST_STATUS,
 )
+from dagster_branch.errors import DagsterBranchConfigError
+
+__all__ = ["DEPLOYMENT_VARIABLE_PREFIXES", "deployment_env", "deployment_variables"]
+
+DEPLOYMENT_VARIABLE_PREFIXES = ("DAGSTER_CLOUD_", "DAGSTER_BRANCH_")
+"""The variables that decide the deployment: :func:`deployment_env` unsets all others."""
+
+Kind = Literal["production", "branch", "local"]
 
 
-class LocalServerError(DagsterBranchError):
-    """A local test server could not be started."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise LocalServerError(f"the server exited with code {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise LocalServerError(f"nothing listened on 127.0.0.1:{port} after {timeout:.0f}s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-# -- PostgreSQL ---------------------------------------------------------------------------------
-
-
-def find_postgres_bin() -> Path:
-    """The folder holding ``initdb`` and ``postgres``; raises with install advice if absent."""
-    candidates = [Path(p) for pattern in POSTGRES_SEARCH_PATHS for p in sorted(glob.glob(pattern))]
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        candidates.insert(0, Path(on_path).resolve().parent)
-    for folder in candidates:
-        if (folder / "initdb").exists() and (folder / "postgres").exists():
-            return folder
-    raise LocalServerError(
-        "PostgreSQL server binaries (initdb, postgres) were not found. Install them, e.g. "
-        "'apt-get install -y postgresql' on Debian, or point the tests at a running server with "
-        "DAGSTER_BRANCH_TEST_POSTGRES_URL=postgresql+psycopg://user@host:port/db."
-    )
-
-
-@dataclass(frozen=True)
-class LocalPostgres:
-    """A running throwaway PostgreSQL cluster."""
-
-    host: str
-    port: int
-    user: str
-
-    def url(self, database: str = "postgres") -> str:
-        """SQLAlchemy URL (psycopg 3 driver) for ``database``."""
-        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
-
-
-@contextlib.contextmanager
-def local_postgres(*, timeout: float = 60.0) -> Iterator[LocalPostgres]:
-    """Start a PostgreSQL cluster in a fresh folder under ``/tmp``; stop and remove it after.
-
-    ``initdb`` refuses to run as root, so as root the cluster runs as the ``postgres`` user.
-    Authentication is ``trust`` on loopback: never use this outside tests.
-    """
-    bindir = find_postgres_bin()
-    as_root = os.geteuid() == 0
-    run_as: list[str] = ["runuser", "-u", "postgres", "--"] if as_root else []
-    user = "postgres" if as_root else (os.environ.get("USER") or "postgres")
-    workdir = Path(tempfile.mkdtemp(prefix="dagster-branch-pg-", dir="/tmp"))
-    data, sockets = workdir / "data", workdir / "sock"
-    sockets.mkdir()
-    if as_root:
-        shutil.chown(workdir, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    init = subprocess.run(
-        [*run_as, str(bindir / "initdb"), "-D", str(data), "-U", user, "-A", "trust",
-         "-E", "UTF8", "--no-sync"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if init.returncode != 0:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise LocalServerError(f"initdb failed: {init.stderr.strip()[-500:]}")
-    process = subprocess.Popen(
-        [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-         "-h", "127.0.0.1", "-k", str(sockets), "-c", "fsync=off",
-         "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-         "-c", "max_connections=200"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        _wait_for_port(port, timeout, process)
-        yield LocalPostgres(host="127.0.0.1", port=port, user=user)
-    finally:
-        _stop(process)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-# -- S3 -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LocalS3:
-    """A running moto S3 server.
-
-    ``request_log`` is the file receiving the server's access log (one line per request), when
-    :func:`local_s3` was asked for one; :meth:`requests_logged` counts its requests.
-    """
-
-    endpoint_url: str
-    request_log: Path | None = None
-
-    def requests_logged(self) -> int:
-        """How many requests the server has answered so far (needs ``request_log``)."""
-        if self.request_log is None:
-            raise LocalServerError("start the server with local_s3(request_log=...) to count")
-        with self.request_log.open("rb") as log:
-            return sum(1 for line in log if _ACCESS_LOG_LINE.search(line))
-
-    def reset(self) -> None:
-        """Forget every bucket and object (moto's reset API)."""
-        url = f"{self.endpoint_url}/moto-api/reset"
-        request = urllib.request.Request(url, method="POST")  # noqa: S310 (our loopback URL)
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-            pass
-
-
-@contextlib.contextmanager
-def local_s3(
-    *, timeout: float = 60.0, request_log: str | os.PathLike[str] | None = None
-) -> Iterator[LocalS3]:
-    """Start moto's S3-compatible server on a free loopback port, in its own process.
-
-    A separate process keeps the server's work off the caller's GIL, so request counts and
-    wall times measured against it are honest. With ``request_log``, the server's stderr (its
-    werkzeug access log) is appended to that file, so requests are counted at the server itself,
-    with no proxy in between.
-    """
-    try:
-        import moto.server  # noqa: F401
-    except ImportError as exc:
-        raise LocalServerError(
-            "moto is not installed: pip install 'moto[server]' to run a local S3 server."
-        ) from exc
-    port = free_port()
-    log_path = Path(request_log) if request_log is not None else None
-    with contextlib.ExitStack() as stack:
-        stderr = (
-            stack.enter_context(log_path.open("ab")) if log_path is not None else subprocess.DEVNULL
+def deployment_variables(
+    kind: Kind,
+    *,
+    pr: int | str | None = None,
+    branch: str | None = None,
+    status: str | None = None,
+    location: str | None = None,
+    repository: str | None = None,
+    deployment_name: str | None = None,
+    git_sha: str | None = None,
+    user: str | None = None,
+) -> dict[str, str]:
+    """The variables Dagster+ sets for a deployment of ``kind`` (see :func:`deployment_env`)."""
+    variables: dict[str, str] = {}
+    if kind == "production":
+        if pr is not None or branch is not None or status is not None:
+            raise DagsterBranchConfigError(
+                "deployment_env('production') takes no pr, branch or status: Dagster+ sets them "
+                "in branch deployments only."
+            )
+        variables[DEPLOYMENT_NAME] = deployment_name or "prod"
+    elif kind == "branch":
+        if pr is None and branch is None:
+            raise DagsterBranchConfigError(
+                "deployment_env('branch') needs pr=… or branch=…: a branch deployment is made "
+                "for a pull request or a branch."
+            )
+        # Dagster+ names a branch deployment with an opaque id; derive a stable one.
+        opaque = hashlib.sha1(f"{pr}:{branch}".encode()).hexdigest()[:12]  # noqa: S324 (an id)
+        variables[DEPLOYMENT_NAME] = deployment_name or opaque
+        variables[IS_BRANCH] = "1"
+        variables[GIT_BRANCH] = branch or f"feature/pr-{pr}"
+        if pr is not None:
+            variables[PULL_REQUEST_ID] = str(pr)
+            variables[PULL_REQUEST_STATUS] = status or "OPEN"
+    elif kind == "local":
+        if user is not None:
+            variables[DEVELOPER] = user
+    else:
+        raise DagsterBranchConfigError(
+            f"deployment_env kind {kind!r} is not one of 'production', 'branch', 'local'."
         )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-        )  # fmt: skip
-        try:
-            _wait_for_port(port, timeout, process)
-            yield LocalS3(endpoint_url=f"http://127.0.0.1:{port}", request_log=log_path)
-        finally:
-            _stop(process)
-
-
-# -- Snowflake ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LocalSnowflake:
-    """A running fakesnow server: the Snowflake HTTP protocol, answered by DuckDB.
-
-    The real ``snowflake-connector-python`` and ``snowflake-sqlalchemy`` reach it with
-    :meth:`url` and :attr:`connect_args` (a Snowflake URL cannot hold the host, port and
-    protocol). fakesnow cannot drop a database, so give each test a database of its own.
-    """
-
-    host: str
-    port: int
-
-    def url(self, database: str) -> str:
-        """SQLAlchemy URL for ``database`` (fakesnow accepts any user and password).
-
-        The URL names schema ``public``, as a real Snowflake session starts in the database's
-        ``PUBLIC`` schema: fakesnow fails ``COMMENT ON SCHEMA`` in a session without one.
-        """
-        return f"snowflake://fake:snow@fakesnow/{database}/public"
-
-    @property
-    def connect_args(self) -> dict[str, Any]:
-        """What the connector needs to reach this server instead of snowflakecomputing.com."""
-        return {
-            "host": self.host,
-            "port": self.port,
-            "protocol": "http",
-            # The connector reports telemetry out of band by default: keep it on loopback.
-            "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
-            # The connector retries an HTTP 500 until this many seconds have passed.
-            "network_timeout": 30,
-        }
-
-    def create_database(self, name: str) -> SnowflakeDatabase:
-        """Create database ``name`` (``IF NOT EXISTS``: fakesnow creates it on first login)."""
-        database = SnowflakeDatabase(self.url(name), self.connect_args)
-        engine = database.engine()
-        try:
-            with engine.begin() as conn:
-                quoted = engine.dialect.identifier_preparer.quote(name)
-                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {quoted}"))
-        finally:
-            engine.dispose()
-        return database
-
-
-@dataclass(frozen=True)
-class SnowflakeDatabase:
-    """One database on a :class:`LocalSnowflake`: the URL and the connect_args reaching it."""
-
-    url: str
-    connect_args: dict[str, Any]
-
-    def engine(self) -> sa.Engine:
-        """A plain engine (not a resource's), for setting up and checking from outside."""
-        return sa.create_engine(self.url, connect_args=self.connect_args)
+    optional = {LOCATION_NAME: location, GIT_REPO: repository, GIT_SHA: git_sha}
+    if kind != "local":
+        variables.update({name: value for name, value in optional.items() if value is not None})
+    return variables
 
 
 @contextlib.contextmanager
-def local_snowflake(
-    *, timeout: float = 120.0, log: str | os.PathLike[str] | None = None
-) -> Iterator[LocalSnowflake]:
-    """Start fakesnow's server (``python -m fakesnow -s``) on a free loopback port, in its own
-    process; databases live in its memory and vanish when it stops.
+def deployment_env(
+    kind: Kind,
+    *,
+    pr: int | str | None = None,
+    branch: str | None = None,
+    status: str | None = None,
+    location: str | None = None,
+    repository: str | None = None,
+    deployment_name: str | None = None,
+    git_sha: str | None = None,
+    user: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> Iterator[dict[str, str]]:
+    """Run the block in the environment Dagster+ gives a deployment of ``kind``.
 
-    Requires ``fakesnow[server]``. Importing the Snowflake connector takes seconds, hence the
-    generous start-up timeout. With ``log``, the server's output (each statement it failed, with
-    fakesnow's traceback) is appended to that file.
+    Every ``DAGSTER_CLOUD_*`` and ``DAGSTER_BRANCH_*`` variable is unset first, and the whole
+    environment is restored when the block ends, whatever happens in it. Resources resolve the
+    deployment when they are set up, so create (or set up) them inside the block.
+
+    Args:
+        kind: ``"production"`` (the full deployment), ``"branch"`` (a branch deployment) or
+            ``"local"`` (``dagster dev`` on a laptop, with no Dagster+ variable).
+        pr: the pull request of a branch deployment (``DAGSTER_CLOUD_PULL_REQUEST_ID``).
+        branch: its git branch (default: ``feature/pr-<pr>``).
+        status: the pull request's status (default ``OPEN`` when ``pr`` is given).
+        location: the code location's name (``DAGSTER_CLOUD_LOCATION_NAME``).
+        repository: ``owner/name`` of the git repository (``DAGSTER_CLOUD_GIT_REPO``).
+        deployment_name: the deployment's name (default ``prod``, or an opaque id for a branch).
+        git_sha: the commit being deployed.
+        user: for ``"local"``, the developer whose namespace ``dev_<user>`` is used.
+        extra: more variables to set, such as your own configuration (set last).
+
+    Yields:
+        The variables set, ``extra`` included.
+
+    Raises:
+        DagsterBranchConfigError: a combination Dagster+ never sets (a production deployment
+            with a pull request, a branch deployment with neither ``pr`` nor ``branch``).
+
+    Example::
+
+        with deployment_env("branch", branch="feature/orders-v2", location="data"):
+            result = dg.materialize([orders], resources={"warehouse": warehouse})
     """
+    variables = deployment_variables(
+        kind,
+        pr=pr,
+        branch=branch,
+        status=status,
+        location=location,
+        repository=repository,
+        deployment_name=deployment_name,
+        git_sha=git_sha,
+        user=user,
+    ) | dict(extra or {})
+    saved = dict(os.environ)
     try:
-        import fakesnow  # noqa: F401
-    except ImportError as exc:
-        raise LocalServerError(
-            "fakesnow is not installed: pip install 'fakesnow[server]' to run a local "
-            "Snowflake-protocol server."
-        ) from exc
-    port = free_port()
-    with contextlib.ExitStack() as stack:
-        output = stack.enter_context(Path(log).open("ab")) if log else subprocess.DEVNULL
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fakesnow", "-s", "--host", "127.0.0.1", "-p", str(port)],
-            stdout=output, stderr=output, start_new_session=True,
-        )  # fmt: skip
-        try:
-            _wait_for_port(port, timeout, process)
-            yield LocalSnowflake(host="127.0.0.1", port=port)
-        finally:
-            _stop(process)
+        for name in list(os.environ):
+            if name.startswith(DEPLOYMENT_VARIABLE_PREFIXES):
+                del os.environ[name]
+        os.environ.update(variables)
+        yield variables
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -18,7 +18,7 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
-from dagster_branch.testing import (
+from tests.support.servers import (
     LocalPostgres,
     LocalS3,
     LocalServerError,

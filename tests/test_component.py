@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from dagster_branch import BranchDatabaseResource, GitHubPullRequests, Namespace
-from dagster_branch.demo.git_remote import DemoRemote
 from dagster_branch.errors import DagsterBranchConfigError
+from example_project.demo.git_remote import DemoRemote
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "yaml_project"
 MODULE = "yaml_project"

@@ -7,6 +7,7 @@ manifest is parsed once per checkout and shared.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from collections.abc import Iterator
@@ -20,8 +21,8 @@ from click.testing import CliRunner
 
 from dagster_branch import BranchDatabaseResource, Namespace
 from dagster_branch.cli import main as cli_main
-from dagster_branch.demo.environment import deployment_environment
 from dagster_branch.ledger import Ledger
+from dagster_branch.testing import deployment_env
 from example_project import transformations
 from example_project.definitions import build_definitions
 
@@ -31,22 +32,15 @@ CHANGED_MODEL = dg.AssetKey(["marts", "region_summary"])
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _production(url: str, state: Path) -> dict[str, str]:
-    return {
-        "WAREHOUSE_URL": url,
-        "SHOP_DBT_STATE_DIR": str(state),
-        "DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod",
-    }
+def _production(url: str, state: Path) -> contextlib.AbstractContextManager[dict[str, str]]:
+    return deployment_env(
+        "production", extra={"WAREHOUSE_URL": url, "SHOP_DBT_STATE_DIR": str(state)}
+    )
 
 
-def _branch(url: str, state: Path) -> dict[str, str]:
-    return {
-        "WAREHOUSE_URL": url,
-        "SHOP_DBT_STATE_DIR": str(state),
-        "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
-        "DAGSTER_CLOUD_DEPLOYMENT_NAME": "5f2c0a9e1b7d",
-        "DAGSTER_CLOUD_PULL_REQUEST_ID": "7",
-    }
+def _branch(url: str, state: Path) -> contextlib.AbstractContextManager[dict[str, str]]:
+    settings = {"WAREHOUSE_URL": url, "SHOP_DBT_STATE_DIR": str(state)}
+    return deployment_env("branch", pr=7, extra=settings)
 
 
 def _materialize(selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
@@ -133,7 +127,7 @@ def test_branch_dbt_models_land_in_pr_7_schemas_defer_to_production_and_are_clea
     warehouse_url: str, state_dir: Path
 ) -> None:
     # 1. production builds every model with dbt's own names, and records nothing
-    with deployment_environment(_production(warehouse_url, state_dir)):
+    with _production(warehouse_url, state_dir):
         _materialize()
     built = _relations(warehouse_url)
     assert built["analytics"] >= {"regions", "stg_regions", "region_targets", "region_events"}
@@ -146,7 +140,7 @@ def test_branch_dbt_models_land_in_pr_7_schemas_defer_to_production_and_are_clea
     assert not _live_ledger_rows(warehouse_url)
 
     # 2. PR 7 changes region_summary and materializes it: built in its schema, reading production
-    with deployment_environment(_branch(warehouse_url, state_dir)):
+    with _branch(warehouse_url, state_dir):
         _materialize([CHANGED_MODEL])
     after_branch = _relations(warehouse_url)
     branch_schemas = {s for s in after_branch if s not in PRODUCTION_SCHEMAS} - _OTHER_SCHEMAS
@@ -162,7 +156,7 @@ def test_branch_dbt_models_land_in_pr_7_schemas_defer_to_production_and_are_clea
     assert ("table", "analytics_marts__pr_7", "region_summary") in _live_ledger_rows(warehouse_url)
 
     # 3. the plan lists the dbt relations, and branch_cleanup for pr_7 removes them all
-    with deployment_environment(_production(warehouse_url, state_dir)):
+    with _production(warehouse_url, state_dir):
         # -f: the example's Definitions built now, in this environment (-m would reuse the
         # module this test process imported before the variables were set).
         defs_file = state_dir.parent / "defs.py"

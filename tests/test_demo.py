@@ -1,4 +1,5 @@
-"""`make demo`: the README's first command, run end to end as a user runs it."""
+"""`make demo` (`python -m example_project.demo`): the README's first command, run end to end
+as a user runs it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pytest
 from dagster_branch import Namespace
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND = Path(sys.executable).with_name("dagster-branch")
 
 
 def _table(output: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
@@ -35,7 +35,7 @@ def test_demo_plays_the_lifecycle_and_removes_only_the_merged_branch(tmp_path: P
     env["HOME"] = str(tmp_path)  # a fresh user: no git or AWS configuration to lean on
 
     finished = subprocess.run(
-        [str(COMMAND), "demo"],
+        [sys.executable, "-m", "example_project.demo"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -51,7 +51,7 @@ from dagster_branch.naming import (
     table_name,
 )
 from dagster_branch.resources.s3 import BranchS3Resource
-from dagster_branch.testing import LocalS3
+from tests.support.servers import LocalS3
 
 pull_requests = st.integers(min_value=1, max_value=10**9).map(Namespace.for_pull_request)
 branches = (

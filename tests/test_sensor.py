@@ -25,8 +25,8 @@ from dagster_branch.detection import CleanupPolicy
 from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.sensors import CleanupCursor
-from dagster_branch.testing import free_port
 from tests.sources.stand_ins import GitHubStandIn, json_response, rate_limited
+from tests.support.servers import free_port
 
 TOKEN = "ghp_sensorTestToken000"
 NOW = datetime.now(timezone.utc)

@@ -3,8 +3,9 @@
 Commands: ``context`` (the deployment and namespace this environment resolves to), ``plan``
 (what a cleanup would remove), ``cleanup`` (run the cleanup job in process), ``orphans`` (live
 namespaces the sensor would clean, or cannot decide on, and unrecorded objects), ``claim``
-(adopt ledger rows written before owners were recorded) and ``demo`` (the whole lifecycle,
-locally). Exit codes are listed in :mod:`dagster_branch.cli.errors`.
+(adopt ledger rows written before owners were recorded). Exit codes are listed in
+:mod:`dagster_branch.cli.errors`. The demo is not a command: it plays the example project, which
+only a clone of the repository holds (``make demo``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import click
 from dagster_branch.cli.claim import claim
 from dagster_branch.cli.cleanup import cleanup, plan
 from dagster_branch.cli.context import context
-from dagster_branch.cli.demo import demo
 from dagster_branch.cli.orphans import orphans
 
 __all__ = ["main"]
@@ -36,4 +36,3 @@ main.add_command(plan)
 main.add_command(cleanup)
 main.add_command(orphans)
 main.add_command(claim)
-main.add_command(demo)

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 
 from dagster_branch.sources.github import GitHubPullRequests
-from dagster_branch.testing import LocalS3
 from tests.cleanup.conftest import RunCleanup
 from tests.cleanup.helpers import (
     CLEANUP_JOB,
@@ -24,6 +23,7 @@ from tests.cleanup.helpers import (
 )
 from tests.cleanup.world import World, branch_env, deployment, snapshot
 from tests.sources.stand_ins import GitHubStandIn, json_response
+from tests.support.servers import LocalS3
 
 
 @pytest.fixture(scope="module")

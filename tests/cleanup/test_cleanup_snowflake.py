@@ -14,9 +14,9 @@ from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.cleanup.plan import build_cleanup_plan
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
-from dagster_branch.testing import SnowflakeDatabase
 from tests.cleanup.helpers import cleanup_config, outcome_of
 from tests.cleanup.world import PRODUCTION, branch_env, deployment
+from tests.support.servers import SnowflakeDatabase
 
 JOB = build_branch_cleanup_job(name="snowflake_cleanup", store_keys=("warehouse",))
 PR_7 = Namespace.parse("pr_7")

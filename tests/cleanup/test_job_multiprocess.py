@@ -10,6 +10,7 @@ import pytest
 
 from dagster_branch.cleanup.job import CleanupOutcome
 from dagster_branch.sources.github import GitHubPullRequests
+from dagster_branch.testing import deployment_variables
 from tests.cleanup.helpers import cleanup_config
 from tests.cleanup.multiprocess_job import WORLD_VARIABLE, cleanup_job
 from tests.cleanup.world import PRODUCTION, World, of_pr_7, outside_pr_7, snapshot
@@ -29,7 +30,7 @@ def test_removal_steps_run_in_separate_processes_and_remove_exactly_pr_7(
         "github_token": pull_requests.token,
     }
     monkeypatch.setenv(WORLD_VARIABLE, json.dumps(spec))
-    for name, value in PRODUCTION.items():
+    for name, value in deployment_variables(**PRODUCTION).items():
         monkeypatch.setenv(name, value)
     before = snapshot(pg_world)
 

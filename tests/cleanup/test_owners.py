@@ -23,17 +23,11 @@ LOG = logging.getLogger("test-owners")
 PR_7 = Namespace.parse("pr_7")
 
 
-def env(location: str, repo: str, pr: int | None) -> dict[str, str]:
-    """What Dagster+ sets in a location's production deployment (``pr=None``) or branch."""
+def env(location: str, repo: str, pr: int | None) -> dict[str, Any]:
+    """A location's production deployment (``pr=None``) or branch deployment."""
     if pr is None:
-        return {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_LOCATION_NAME": location}
-    return {
-        "DAGSTER_CLOUD_DEPLOYMENT_NAME": f"{location}{pr}",
-        "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
-        "DAGSTER_CLOUD_LOCATION_NAME": location,
-        "DAGSTER_CLOUD_PULL_REQUEST_ID": str(pr),
-        "DAGSTER_CLOUD_GIT_REPO": repo,
-    }
+        return {"kind": "production", "location": location}
+    return {"kind": "branch", "pr": pr, "location": location, "repository": repo}
 
 
 class Location:

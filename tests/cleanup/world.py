@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,38 +24,28 @@ import sqlalchemy as sa
 
 from dagster_branch import BranchDatabaseResource, BranchS3Resource
 from dagster_branch.dialects import attach_sqlite_schemas, list_schema_names, sqlite_schema_files
+from dagster_branch.testing import deployment_env
 
-PRODUCTION = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "DAGSTER_CLOUD_LOCATION_NAME": "data"}
+# A deployment is described by the arguments of dagster_branch.testing.deployment_env.
+PRODUCTION: dict[str, Any] = {"kind": "production", "location": "data"}
 SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "temp"}
 
 
-def branch_env(pr: int) -> dict[str, str]:
-    """The variables Dagster+ sets in the branch deployment of pull request ``pr``."""
+def branch_env(pr: int) -> dict[str, Any]:
+    """The branch deployment of pull request ``pr`` in code location ``data``."""
+    sha = hashlib.sha1(f"sha{pr}".encode()).hexdigest()
     return {
-        "DAGSTER_CLOUD_DEPLOYMENT_NAME": hashlib.sha1(str(pr).encode()).hexdigest()[:12],
-        "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
-        "DAGSTER_CLOUD_LOCATION_NAME": "data",
-        "DAGSTER_CLOUD_PULL_REQUEST_ID": str(pr),
-        "DAGSTER_CLOUD_PULL_REQUEST_STATUS": "OPEN",
-        "DAGSTER_CLOUD_GIT_BRANCH": f"feature/pr-{pr}",
-        "DAGSTER_CLOUD_GIT_SHA": hashlib.sha1(f"sha{pr}".encode()).hexdigest(),
-        "DAGSTER_CLOUD_GIT_REPO": "acme/data",
+        "kind": "branch",
+        "pr": pr,
+        "location": "data",
+        "repository": "acme/data",
+        "git_sha": sha,
     }
 
 
-@contextlib.contextmanager
-def deployment(env: Mapping[str, str]) -> Iterator[None]:
-    """Run the block with exactly these ``DAGSTER_CLOUD_*`` variables set, then restore."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("DAGSTER_CLOUD_")}
-    for key in saved:
-        del os.environ[key]
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key in [k for k in os.environ if k.startswith("DAGSTER_CLOUD_")]:
-            del os.environ[key]
-        os.environ.update(saved)
+def deployment(described: Mapping[str, Any]) -> contextlib.AbstractContextManager[dict[str, str]]:
+    """Run the block in the environment Dagster+ gives the ``described`` deployment."""
+    return deployment_env(**described)
 
 
 @dataclass
@@ -135,7 +124,7 @@ def _rows(label: str, n: int) -> list[dict[str, Any]]:
     return [{"id": i, "label": f"{label}-{i}", "amount": i * 1.5} for i in range(n)]
 
 
-def write_deployment(world: World, env: Mapping[str, str], *, label: str, lake_keys: int) -> None:
+def write_deployment(world: World, env: Mapping[str, Any], *, label: str, lake_keys: int) -> None:
     """What one deployment's assets write: two tables, lake files (with overwritten and deleted
     keys, and an unfinished multipart upload in branches), and a few exports."""
     with deployment(env):

@@ -10,7 +10,7 @@ import requests
 import sqlalchemy as sa
 from moto.server import ThreadedMotoServer
 
-from dagster_branch.testing import free_port
+from tests.support.servers import free_port
 
 from .proxy import HttpFaultProxy, TcpFaultProxy
 from .world import deploy

@@ -9,6 +9,7 @@ byte-for-byte unchanged.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,13 +24,8 @@ from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.dialects import list_schema_names
 from dagster_branch.ledger import Ledger
 from dagster_branch.resources.s3 import BranchS3Resource
+from dagster_branch.testing import DEPLOYMENT_VARIABLE_PREFIXES, deployment_variables
 
-DEPLOYMENT_VARIABLES = (
-    "DAGSTER_CLOUD_DEPLOYMENT_NAME",
-    "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT",
-    "DAGSTER_CLOUD_PULL_REQUEST_ID",
-    "DAGSTER_CLOUD_GIT_BRANCH",
-)
 BUCKET = "acme-data"
 
 
@@ -40,20 +36,17 @@ class Deployments:
         self._monkeypatch = monkeypatch
 
     def production(self) -> None:
-        self._clear()
-        self._monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", "prod")
+        self._switch(deployment_variables("production"))
 
     def branch(self, pr: int | None = None, *, branch: str | None = None) -> None:
-        self._clear()
-        self._monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", "5f2c0a9e1b7d")
-        self._monkeypatch.setenv("DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", "1")
-        self._monkeypatch.setenv("DAGSTER_CLOUD_GIT_BRANCH", branch or f"feature/pr-{pr}")
-        if pr is not None:
-            self._monkeypatch.setenv("DAGSTER_CLOUD_PULL_REQUEST_ID", str(pr))
+        self._switch(deployment_variables("branch", pr=pr, branch=branch))
 
-    def _clear(self) -> None:
-        for name in DEPLOYMENT_VARIABLES:
-            self._monkeypatch.delenv(name, raising=False)
+    def _switch(self, variables: dict[str, str]) -> None:
+        for name in list(os.environ):
+            if name.startswith(DEPLOYMENT_VARIABLE_PREFIXES):
+                self._monkeypatch.delenv(name)
+        for name, value in variables.items():
+            self._monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from dagster_branch.context import DeploymentContext
 from dagster_branch.errors import DagsterBranchConfigError
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
-from dagster_branch.testing import SnowflakeDatabase
+from tests.support.servers import SnowflakeDatabase
 
 LOG = logging.getLogger("test.existing_io_managers")
 PR_7 = Namespace.parse("pr_7")

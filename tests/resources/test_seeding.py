@@ -16,8 +16,8 @@ from dagster_branch.io_managers import BranchTableIOManager
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
 from dagster_branch.resources import BranchDatabaseResource
-from dagster_branch.testing import SnowflakeDatabase
 from tests.faults.world import run_log_messages
+from tests.support.servers import SnowflakeDatabase
 
 LOG = logging.getLogger("test.seeding")
 

@@ -16,7 +16,7 @@ from dagster_branch.errors import DagsterBranchConfigError, DagsterBranchError
 from dagster_branch.io_managers import BranchTableIOManager
 from dagster_branch.ledger import Ledger
 from dagster_branch.resources import BranchDatabaseResource
-from dagster_branch.testing import SnowflakeDatabase
+from tests.support.servers import SnowflakeDatabase
 
 
 def warehouse_on(db: SnowflakeDatabase, **options: object) -> BranchDatabaseResource:

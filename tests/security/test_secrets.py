@@ -34,9 +34,9 @@ from dagster_branch import (
 )
 from dagster_branch.cli import main
 from dagster_branch.resources.s3 import BranchS3Resource
-from dagster_branch.testing import free_port
 from tests.faults.world import BUCKET, Deployments, database_snapshot
 from tests.sources.stand_ins import GitHubStandIn, json_response
+from tests.support.servers import free_port
 
 PG_PASSWORD = "pgS3cr3tCore@w/rd:%x"
 AWS_SECRET = "awsS3cr3tCore/abc+def=="

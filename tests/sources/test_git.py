@@ -10,7 +10,7 @@ import pytest
 from dagster_branch import GitRemoteBranches, Namespace
 from dagster_branch.errors import SourceUnavailableError, UnexpectedResponseError
 from dagster_branch.pull_requests import PullRequestStatus
-from dagster_branch.testing import free_port
+from tests.support.servers import free_port
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Ada",

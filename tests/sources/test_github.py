@@ -12,8 +12,8 @@ from werkzeug import Response
 from dagster_branch import GitHubPullRequests, Namespace, SourceError
 from dagster_branch.errors import RateLimitedError, SourceUnavailableError, UnexpectedResponseError
 from dagster_branch.pull_requests import PullRequestStatus
-from dagster_branch.testing import free_port
 from tests.sources.stand_ins import GitHubStandIn, json_response, rate_limited
+from tests.support.servers import free_port
 
 TOKEN = "ghp_s3cretTokenValue0123456789"
 

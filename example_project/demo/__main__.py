@@ -1,13 +1,12 @@
-"""``dagster-branch demo``: the whole branch lifecycle on local stand-ins (see
-:mod:`dagster_branch.demo`)."""
+"""``python -m example_project.demo`` (what ``make demo`` runs): the whole branch lifecycle on
+local stand-ins, from a clone of the repository (see :mod:`example_project.demo`)."""
 
 from __future__ import annotations
 
 import click
 
-from dagster_branch.cli.errors import reports_errors
-
-__all__ = ["demo"]
+from dagster_branch import DagsterBranchError
+from example_project.demo import run_demo
 
 
 @click.command()
@@ -17,7 +16,6 @@ __all__ = ["demo"]
     help="Keep the demo's folder (warehouse file, git remote) and print where it is.",
 )
 @click.option("--no-s3", is_flag=True, help="Leave the S3 part out even when moto is installed.")
-@reports_errors
 def demo(keep: bool, no_s3: bool) -> None:
     """Play the branch lifecycle locally: no network, no accounts, under a minute.
 
@@ -25,6 +23,11 @@ def demo(keep: bool, no_s3: bool) -> None:
     local S3 server when moto is installed); one branch is merged and deleted on a local git
     remote; the cleanup sensor requests its cleanup and the job removes it.
     """
-    from dagster_branch.demo import run_demo  # imported late: it loads the example project
+    try:
+        run_demo(keep=keep, use_s3=not no_s3)
+    except DagsterBranchError as exc:  # messages say what went wrong: no traceback
+        raise click.ClickException(str(exc)) from exc
 
-    run_demo(keep=keep, use_s3=not no_s3)
+
+if __name__ == "__main__":
+    demo()

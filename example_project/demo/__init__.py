@@ -1,4 +1,7 @@
-"""``dagster-branch demo``: the whole branch lifecycle, locally, in well under a minute.
+"""``make demo`` (``python -m example_project.demo``): the whole branch lifecycle, locally.
+
+It plays this example project from a clone of the repository (the installed package holds
+neither the example nor its servers).
 
 No network and no accounts: the warehouse is a DuckDB file, the Git host is a bare git
 repository in a temporary folder (read by :class:`~dagster_branch.GitRemoteBranches`), and the
@@ -18,7 +21,7 @@ data lake is a local S3 server (moto) when moto is installed. The story:
    untouched, ``feature/orders-v2`` gone. The demo checks this itself and fails otherwise.
 
 Each phase runs in this process with the variables Dagster+ would set for that deployment
-(:mod:`dagster_branch.demo.environment`), through the project's real ``Definitions``: the
+(:func:`dagster_branch.testing.deployment_env`), through the project's real ``Definitions``: the
 asset job for materializations, ``build_sensor_context`` for sensor ticks, and the cleanup job
 for the run request.
 """
@@ -42,15 +45,13 @@ import click
 import dagster as dg
 import sqlalchemy as sa
 
+from dagster_branch import DagsterBranchError, Namespace
 from dagster_branch.cli.output import format_table
-from dagster_branch.demo.environment import (
-    DemoError,
-    deployment_environment,
-    import_example_project,
-)
-from dagster_branch.demo.git_remote import DemoRemote
-from dagster_branch.demo.snapshot import Snapshot, table_rows, take_snapshot
-from dagster_branch.naming import Namespace
+from dagster_branch.run_tags import TAG_NAMESPACE
+from dagster_branch.testing import deployment_env
+from example_project import definitions as project
+from example_project.demo.git_remote import DemoRemote
+from example_project.demo.snapshot import Snapshot, table_rows, take_snapshot
 
 __all__ = ["DemoError", "run_demo"]
 
@@ -61,6 +62,10 @@ BASE_SCHEMA = "analytics"
 MARTS_SCHEMA = "analytics_marts"  # where the example's dbt models of custom schema "marts" go
 CHANGED_DBT_MODEL = dg.AssetKey(["marts", "region_summary"])
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class DemoError(DagsterBranchError):
+    """The demo could not run, or did not end as it should."""
 
 
 class _Clock:
@@ -97,7 +102,6 @@ def _first_failure(result: dg.ExecuteInProcessResult) -> str:
 def _materialize(instance: dg.DagsterInstance, *, dbt: str) -> int:
     """Materialize the example: with ``dbt`` = ``"all"``, ``"changed"`` (only the model the
     branch changed) or ``"none"`` of its dbt models."""
-    project = import_example_project()
     defs: dg.Definitions = project.build_definitions()
     job = defs.resolve_implicit_global_asset_job_def()
     keys = set(defs.resolve_all_asset_keys())
@@ -160,7 +164,6 @@ def _quiet_dagster_logger() -> Iterator[None]:
 def _tick(
     instance: dg.DagsterInstance, cursor: str | None
 ) -> tuple[list[dg.RunRequest], str | None, str | None]:
-    project = import_example_project()
     defs: dg.Definitions = project.build_definitions()
     sensor = defs.resolve_sensor_def("branch_cleanup_sensor")
     with (
@@ -175,7 +178,6 @@ def _tick(
 
 
 def _run_cleanup(instance: dg.DagsterInstance, request: dg.RunRequest) -> Any:
-    project = import_example_project()
     defs: dg.Definitions = project.build_definitions()
     job = defs.resolve_job_def(request.job_name or "branch_cleanup")
     result = job.execute_in_process(
@@ -202,26 +204,32 @@ def _lake(use_s3: bool) -> Iterator[dict[str, str]]:
         yield {}
         return
     import boto3
+    from moto.server import ThreadedMotoServer
 
-    from dagster_branch.testing import local_s3
-
-    with local_s3() as server:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # its access log is not the story
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint_url = f"http://{host}:{port}"
+    try:
         variables = {
             "DATA_BUCKET": BUCKET,
-            "AWS_ENDPOINT_URL": server.endpoint_url,
+            "AWS_ENDPOINT_URL": endpoint_url,
             "AWS_ACCESS_KEY_ID": "demo",
             "AWS_SECRET_ACCESS_KEY": "demo",  # a local stand-in's dummy key
             "AWS_DEFAULT_REGION": "us-east-1",
         }
         client = boto3.client(
             "s3",
-            endpoint_url=server.endpoint_url,
+            endpoint_url=endpoint_url,
             region_name="us-east-1",
             aws_access_key_id="demo",
             aws_secret_access_key="demo",  # noqa: S106
         )
         client.create_bucket(Bucket=BUCKET)
         yield variables
+    finally:
+        server.stop()
 
 
 def _snapshot(engine: sa.Engine, lake: dict[str, str]) -> Snapshot:
@@ -259,24 +267,17 @@ def _play(folder: Path, lake: dict[str, str], clock: _Clock) -> None:
         "DAGSTER_BRANCH_GRACE_MINUTES": "0",  # the demo does not wait ten minutes
         **lake,
     }
-    production = {**common, "DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod"}
     where = "analytics" + (f" and s3://{BUCKET}/shop/" if lake else "")
     instance = dg.DagsterInstance.ephemeral(tempdir=str(folder / "dagster"))
 
-    with deployment_environment(production):
+    with deployment_env("production", extra=common):
         count = _materialize(instance, dbt="all")
         dbt = _publish_manifest(folder / "dbt-state")
     published = " and published its dbt manifest" if dbt else ""
     _step(1, f"production materialized {count} assets into {where}{published}", clock)
     for number, (branch, namespace) in enumerate(((MERGED_BRANCH, merged), (KEPT_BRANCH, kept)), 2):
-        branch_env = {
-            **common,
-            "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1",
-            "DAGSTER_CLOUD_DEPLOYMENT_NAME": namespace.key[-8:] + "0d3b5e",  # an opaque id
-            "DAGSTER_CLOUD_GIT_BRANCH": branch,
-        }
         changes_dbt = dbt and branch == MERGED_BRANCH
-        with deployment_environment(branch_env):
+        with deployment_env("branch", branch=branch, extra=common):
             count = _materialize(instance, dbt="changed" if changes_dbt else "none")
         _step(
             number,
@@ -292,7 +293,7 @@ def _play(folder: Path, lake: dict[str, str], clock: _Clock) -> None:
 
     engine = sa.create_engine(warehouse_url)
     try:
-        with deployment_environment(production):
+        with deployment_env("production", extra=common):
             before = _snapshot(engine, lake)
             engine.dispose()
             requests, cursor, skip = _tick(instance, None)
@@ -309,9 +310,9 @@ def _play(folder: Path, lake: dict[str, str], clock: _Clock) -> None:
             clock,
         )
 
-        with deployment_environment(production):
+        with deployment_env("production", extra=common):
             requests, cursor, _ = _tick(instance, cursor)
-            if [r.tags.get("dagster-branch/namespace") for r in requests] != [merged.key]:
+            if [r.tags.get(TAG_NAMESPACE) for r in requests] != [merged.key]:
                 raise DemoError(f"The sensor should have requested the cleanup of {merged} only.")
             _step(
                 6,
