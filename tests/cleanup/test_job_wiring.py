@@ -153,7 +153,8 @@ def test_a_resource_that_is_not_branch_aware_is_named_in_the_error(root: Path) -
         raise_on_error=False,
     )
     assert not result.success
-    assert "resource under key 'lake' is a PlainResource" in failure_text(result)
+    text = failure_text(result)
+    assert "The resource 'lake' is a PlainResource, not a branch-aware store" in text
     assert (root / "analytics__pr_7").exists()
 
 
