@@ -2,8 +2,8 @@
 
 The names below are what a code location needs: the resources and IO managers that route each
 deployment's writes, the pull-request sources, the builders of the cleanup's sensor, schedule and
-whole ``Definitions``, the component, and the errors worth catching. Everything else is
-importable from its own module, documented there:
+whole ``Definitions`` with their ``CleanupPolicy``, the component, and the errors worth
+catching. Everything else is importable from its own module, documented there:
 
 - ``dagster_branch.naming``: the name rules (``schema_name``, ``bucket_name``, their inverses);
 - ``dagster_branch.context``: ``DeploymentKind`` beside ``DeploymentContext``;
@@ -19,6 +19,7 @@ importable from its own module, documented there:
 from dagster_branch.components import BranchCleanupComponent
 from dagster_branch.context import DeploymentContext
 from dagster_branch.definitions import branch_cleanup_definitions
+from dagster_branch.detection import CleanupPolicy
 from dagster_branch.errors import (
     CleanupIncompleteError,
     CleanupRefusedError,
@@ -48,6 +49,7 @@ __all__ = [
     "BranchS3Resource",
     "BranchTableIOManager",
     "CleanupIncompleteError",
+    "CleanupPolicy",
     "CleanupRefusedError",
     "DagsterBranchConfigError",
     "DagsterBranchError",

@@ -18,8 +18,12 @@ import importlib.util
 
 import dagster as dg
 
-from dagster_branch import BranchTableIOManager, DeploymentContext, branch_cleanup_definitions
-from dagster_branch.detection import CleanupPolicy
+from dagster_branch import (
+    BranchTableIOManager,
+    CleanupPolicy,
+    DeploymentContext,
+    branch_cleanup_definitions,
+)
 from example_project import resources
 from example_project.assets import customers, orders, orders_export_asset, revenue_by_customer
 

@@ -38,6 +38,7 @@ DOCUMENTED = {
     "build_branch_cleanup_sensor",
     "build_branch_cleanup_schedule",
     "branch_cleanup_definitions",
+    "CleanupPolicy",
     "BranchCleanupComponent",
     # the deployment and its namespace
     "DeploymentContext",
