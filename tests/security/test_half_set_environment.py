@@ -8,15 +8,16 @@ might write it) used to resolve to production, so the branch's writes landed in 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
 
 from dagster_branch import DagsterBranchConfigError
 from dagster_branch.cli import main
+from dagster_branch.testing import DEPLOYMENT_VARIABLE_PREFIXES
 from tests.faults.world import (
     BUCKET,
-    DEPLOYMENT_VARIABLES,
     Deployments,
     database_snapshot,
     lake,
@@ -65,8 +66,8 @@ def test_a_half_set_branch_environment_writes_nowhere_and_says_how_to_fix_it(
     write_tables(postgres_url, ["orders"])
     write_files(lake(s3_endpoint, None), {"orders.csv": b"production"})
     tables, files = database_snapshot(postgres_url), s3_snapshot(s3_endpoint)
-    for name in DEPLOYMENT_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith(DEPLOYMENT_VARIABLE_PREFIXES)]:
+        monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
