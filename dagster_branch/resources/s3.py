@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
 import sqlalchemy as sa
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,6 +26,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 from sqlalchemy.exc import SQLAlchemyError
 
+from dagster_branch.boto_sessions import new_session
 from dagster_branch.cleanup.s3_batches import error_code
 from dagster_branch.cleanup.s3_expire import merge_lifecycle_rules, safety_net_rules
 from dagster_branch.context import DeploymentContext
@@ -318,12 +318,12 @@ class BranchS3Resource(S3Resource):
     def _new_client(self) -> Any:
         """A client from this instance's boto3 session, configured like dagster-aws's own.
 
-        The session is made once (its first client loads botocore's S3 model, most of the cost;
-        a second client from it is a few milliseconds). Sessions are not thread-safe, so this
-        runs under ``_CLIENT_LOCK``; the clients themselves are.
+        The session is made once, reading botocore's models through the process's shared loader
+        (:mod:`dagster_branch.boto_sessions`); a second client from it is a few milliseconds.
+        Sessions are not thread-safe, so this runs under ``_CLIENT_LOCK``; the clients are.
         """
         if self._session is None:
-            self._session = boto3.session.Session(profile_name=self.profile_name)
+            self._session = new_session(self.profile_name)
         config = Config(
             retries={"max_attempts": self.max_attempts, "mode": self.retry_mode},
             # One connection per purge worker, plus listing and the checks beside them.
