@@ -25,7 +25,7 @@ def main() -> int:
     import boto3
     from botocore.config import Config
 
-    from dagster_branch.cleanup.s3 import purge_prefix
+    from dagster_branch.stores.s3_purge import purge_prefix
 
     client = boto3.client(
         "s3",

@@ -85,7 +85,7 @@ def purge_dagster_branch(
     endpoint_url: str, bucket: str, prefix: str, versioned: bool
 ) -> float | None:
     """The library's purge, as the cleanup job calls it (it finds versions by itself)."""
-    from dagster_branch.cleanup.s3 import purge_prefix
+    from dagster_branch.stores.s3_purge import purge_prefix
 
     purge_prefix(_client(endpoint_url), bucket, prefix)
     return None

@@ -130,7 +130,7 @@ class Survey:
     dependents: tuple[str, ...] = ()
     listing: Any = field(default=None, compare=False, repr=False)
     """What the counting pass listed, for the store's removal to use instead of listing again
-    (S3: :class:`~dagster_branch.cleanup.s3_survey.S3Listing`)."""
+    (S3: :class:`~dagster_branch.stores.s3_survey.S3Listing`)."""
 
 
 @runtime_checkable

@@ -1,6 +1,6 @@
 """The tags dagster-branch puts on cleanup runs, so runs can be found by namespace in the UI.
 
-Namespace buckets carry the same namespace and pull-request tags (``resources/s3_layout.py``).
+Namespace buckets carry the same namespace and pull-request tags (``stores/s3_layout.py``).
 """
 
 TAG_NAMESPACE = "dagster-branch/namespace"

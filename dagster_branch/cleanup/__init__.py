@@ -1,1 +1,2 @@
-"""Removing what a closed branch created: per-store removal, planning and the cleanup job."""
+"""Removing what a closed branch created: the job, its ops, the plan, the verification and
+the report."""

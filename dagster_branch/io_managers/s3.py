@@ -25,8 +25,8 @@ from dagster_aws.s3.io_manager import PickledObjectS3IOManager
 from pydantic import Field
 from upath import UPath
 
-from dagster_branch.cleanup.s3_batches import error_code
 from dagster_branch.resources.s3 import BranchS3Resource
+from dagster_branch.stores.s3_batches import error_code
 
 __all__ = ["BranchS3PickleIOManager"]
 

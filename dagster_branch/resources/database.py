@@ -13,7 +13,7 @@ local (alice)  ``analytics__dev_alice_<hash>.orders``  ``<branch_schema>.dev_ali
 Reads fall back to production (:meth:`BranchDatabaseResource.read_table`); writes, creates and drops
 outside the deployment's own namespace raise :class:`~dagster_branch.NamespaceViolationError`.
 Inventory and removal (the :class:`~dagster_branch.BranchStore` protocol) live in
-:mod:`dagster_branch.cleanup.database`.
+:mod:`dagster_branch.stores.warehouse`.
 """
 
 from __future__ import annotations
@@ -719,7 +719,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
 
     def list_namespaces(self) -> set[Namespace]:
         """Every namespace this resource's owner recorded here (live ledger rows)."""
-        from dagster_branch.cleanup.database import list_namespaces
+        from dagster_branch.stores.warehouse import list_namespaces
 
         return list_namespaces(self)
 
@@ -732,13 +732,13 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
     def unrecorded_objects(self) -> list[OwnedObject]:
         """Objects shaped like a namespace's that no record of this owner names (found by name
         only, or recorded before owners were kept): what ``dagster-branch orphans`` reports."""
-        from dagster_branch.cleanup.database import unrecorded_objects
+        from dagster_branch.stores.warehouse import unrecorded_objects
 
         return unrecorded_objects(self)
 
     def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
         """The objects ``namespace`` owns here (ledger and discovery, deduplicated)."""
-        from dagster_branch.cleanup.database import objects_of
+        from dagster_branch.stores.warehouse import objects_of
 
         return objects_of(self, namespace)
 
@@ -757,14 +757,14 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
 
     def ownership_problem(self, obj: OwnedObject) -> str | None:
         """Why ``obj`` must not be removed by a cleanup of ``obj.namespace``, else ``None``."""
-        from dagster_branch.cleanup.database import ownership_problem
+        from dagster_branch.stores.warehouse import ownership_problem
 
         return ownership_problem(self, obj)
 
     def survey(self, objects: Sequence[OwnedObject], *, limit: int) -> dict[OwnedObject, Survey]:
         """For the plan: what removing each object would delete (itself, and a schema's
         relations) and which objects outside the namespace depend on it."""
-        from dagster_branch.cleanup.database import survey
+        from dagster_branch.stores.warehouse import survey
 
         return survey(self, objects, limit=limit)
 
@@ -779,7 +779,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         """Drop ``objects`` one by one (``IF EXISTS``; on PostgreSQL without ``CASCADE``), and
         refuse those that objects outside the namespace depend on (read again now, whatever
         ``surveys`` said); never raises per object. Connects with :meth:`get_cleanup_engine`."""
-        from dagster_branch.cleanup.database import remove_objects
+        from dagster_branch.stores.warehouse import remove_objects
 
         return remove_objects(self, objects, dry_run=dry_run, log=log)
 

@@ -2,7 +2,7 @@
 
 Every credential and endpoint option of :class:`dagster_aws.s3.S3Resource` (region, profile,
 endpoint URL, access keys, session token, ``max_attempts``, SSL) works unchanged: this class
-extends it with the routing of :class:`~dagster_branch.resources.s3_layout.S3Layout`, a write
+extends it with the routing of :class:`~dagster_branch.stores.s3_layout.S3Layout`, a write
 guard on the client it hands out, ownership records, and the inventory the cleanup uses.
 """
 
@@ -27,8 +27,6 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy.exc import SQLAlchemyError
 
 from dagster_branch.boto_sessions import new_session
-from dagster_branch.cleanup.s3_batches import error_code
-from dagster_branch.cleanup.s3_expire import merge_lifecycle_rules, safety_net_rules
 from dagster_branch.context import DeploymentContext
 from dagster_branch.dialects import locks_file
 from dagster_branch.errors import (
@@ -41,7 +39,9 @@ from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, Sur
 from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, mark_removed
 from dagster_branch.naming import Namespace
 from dagster_branch.ownership import OWNER_FIELD_DESCRIPTION, Owner
-from dagster_branch.resources.s3_layout import (
+from dagster_branch.stores.s3_batches import error_code
+from dagster_branch.stores.s3_expire import merge_lifecycle_rules, safety_net_rules
+from dagster_branch.stores.s3_layout import (
     BACKEND,
     TAG_NAMESPACE,
     TAG_OWNER,
@@ -54,7 +54,7 @@ from dagster_branch.resources.s3_layout import (
 if TYPE_CHECKING:
     from botocore.model import OperationModel
 
-    from dagster_branch.cleanup.s3_inventory import BucketTags
+    from dagster_branch.stores.s3_inventory import BucketTags
 
 __all__ = ["BranchS3Resource"]
 
@@ -497,7 +497,7 @@ class BranchS3Resource(S3Resource):
         """(Re)write the marker after checking that no other owner wrote it (one ``GET``, one
         ``PUT`` per run); its ``LastModified`` then tells :meth:`last_activity_of` when a run
         last wrote here."""
-        from dagster_branch.cleanup.s3_inventory import read_marker_owner
+        from dagster_branch.stores.s3_inventory import read_marker_owner
 
         d = self.deployment
         owner = self.resolved_owner()
@@ -551,7 +551,7 @@ class BranchS3Resource(S3Resource):
         """Every namespace this resource's owner recorded here: ledger rows, namespace buckets
         with its tags, and (without a ledger) folders with its marker (paginated listings,
         never every key)."""
-        from dagster_branch.cleanup.s3_inventory import list_namespaces
+        from dagster_branch.stores.s3_inventory import list_namespaces
 
         return list_namespaces(self)
 
@@ -565,7 +565,7 @@ class BranchS3Resource(S3Resource):
     def unrecorded_objects(self) -> list[OwnedObject]:
         """Buckets or folders shaped like a namespace's that no record of this owner names:
         what ``dagster-branch orphans`` reports as unrecorded."""
-        from dagster_branch.cleanup.s3_inventory import unrecorded_objects
+        from dagster_branch.stores.s3_inventory import unrecorded_objects
 
         return unrecorded_objects(self)
 
@@ -577,7 +577,7 @@ class BranchS3Resource(S3Resource):
         """
         cached = self._bucket_tags.get(bucket)
         if cached is None:
-            from dagster_branch.cleanup.s3_inventory import read_bucket_tags
+            from dagster_branch.stores.s3_inventory import read_bucket_tags
 
             cached = read_bucket_tags(self.get_cleanup_client(), bucket)
             if cached.exists:
@@ -586,7 +586,7 @@ class BranchS3Resource(S3Resource):
 
     def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
         """The prefix or bucket ``namespace`` owns here (ledger and discovery, deduplicated)."""
-        from dagster_branch.cleanup.s3_inventory import objects_of
+        from dagster_branch.stores.s3_inventory import objects_of
 
         return objects_of(self, namespace)
 
@@ -640,14 +640,14 @@ class BranchS3Resource(S3Resource):
 
     def ownership_problem(self, obj: OwnedObject) -> str | None:
         """Why ``obj`` must not be removed by a cleanup of ``obj.namespace``, else ``None``."""
-        from dagster_branch.cleanup.s3_inventory import ownership_problem
+        from dagster_branch.stores.s3_inventory import ownership_problem
 
         return ownership_problem(self, obj)
 
     def survey(self, objects: Sequence[OwnedObject], *, limit: int) -> dict[OwnedObject, Survey]:
         """For the plan: every key, version, delete marker and incomplete upload of each prefix
         or bucket, counted in one listing that stops past ``limit`` and is kept for the purge."""
-        from dagster_branch.cleanup.s3_survey import survey
+        from dagster_branch.stores.s3_survey import survey
 
         return survey(self, objects, limit=limit)
 
@@ -661,7 +661,7 @@ class BranchS3Resource(S3Resource):
     ) -> list[RemovalResult]:
         """Purge (or expire) each prefix or bucket separately; never raises per object. With
         the plan's ``surveys`` it deletes what the plan listed instead of listing again."""
-        from dagster_branch.cleanup.s3 import remove_objects
+        from dagster_branch.stores.s3_purge import remove_objects
 
         return remove_objects(self, objects, dry_run=dry_run, log=log, surveys=surveys)
 

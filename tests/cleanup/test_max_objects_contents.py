@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from dagster_branch import Namespace
 from dagster_branch.cleanup.ops import remove_from_store
 from dagster_branch.cleanup.plan import build_cleanup_plan
-from dagster_branch.cleanup.s3_survey import count_prefix
+from dagster_branch.stores.s3_survey import count_prefix
 from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
     BUCKET,

@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from dagster_branch import Namespace
-from dagster_branch.cleanup.drop_order import schema_contents
 from dagster_branch.cleanup.report import StoreRemoval
+from dagster_branch.stores.drop_order import schema_contents
 from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
     Deployments,
@@ -148,7 +148,7 @@ def test_the_server_refuses_a_dependent_created_after_the_check(
         _execute(
             postgres_url, "CREATE VIEW analytics.late AS SELECT id FROM analytics__pr_7.orders"
         )
-        from dagster_branch.cleanup.drop_order import drop_schema_in_order
+        from dagster_branch.stores.drop_order import drop_schema_in_order
 
         with engine.connect() as conn, pytest.raises(sa.exc.InternalError, match="depends on"):
             drop_schema_in_order(conn, "analytics__pr_7", contents)

@@ -18,13 +18,13 @@ from botocore.config import Config
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from dagster_branch.cleanup.s3 import purge_bucket, purge_prefix
-from dagster_branch.cleanup.s3_batches import Entry, RetryPolicy, S3Calls, delete_batch
 from dagster_branch.errors import CleanupRefusedError
 from dagster_branch.inventory import ObjectKind, OwnedObject
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.s3 import BranchS3Resource
+from dagster_branch.stores.s3_batches import Entry, RetryPolicy, S3Calls, delete_batch
+from dagster_branch.stores.s3_purge import purge_bucket, purge_prefix
 
 BUCKET = "acme-data"
 PR_4 = "_branches/pr_4/"

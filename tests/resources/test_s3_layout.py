@@ -13,7 +13,7 @@ from dagster_branch.errors import (
     NamespaceViolationError,
 )
 from dagster_branch.naming import Namespace, clean_folder, namespace_of_bucket, namespace_of_key
-from dagster_branch.resources.s3_layout import S3Layout
+from dagster_branch.stores.s3_layout import S3Layout
 
 PR_4 = Namespace.parse("pr_4")
 PR_42 = Namespace.parse("pr_42")

@@ -16,18 +16,18 @@ How it keeps to about two requests per 1,000 objects, the minimum of the S3 API:
   listing is the critical path (each page waits for the previous page's token), so each page is
   requested as soon as its token is in the raw XML of the page before, and pages are parsed
   without the ``LastModified`` timestamps nobody reads (see
-  :mod:`dagster_branch.cleanup.s3_listing`).
+  :mod:`dagster_branch.stores.s3_listing`).
 - Versioned (or suspended): every version and delete marker is collected with
   ``ListObjectVersions`` (in rounds of at most ``versions_per_round``, so memory stays bounded),
   then deleted; a round that stopped early starts the listing again from the beginning, which
   holds only what is left. Deleting while paging with version markers is not safe everywhere.
 - Throttling (``SlowDown``, ``503``) and dropped connections are retried by botocore (the
   client's retry mode); the keys a batch reports as throttled inside a ``200`` answer are sent
-  again alone (see :mod:`dagster_branch.cleanup.s3_batches`).
+  again alone (see :mod:`dagster_branch.stores.s3_batches`).
 
 :func:`remove_objects` is the :class:`~dagster_branch.BranchStore` side used by the cleanup job:
 it checks each object's ownership again, purges (or, with ``cleanup_strategy="expire"``, sets a
-lifecycle rule: see :mod:`dagster_branch.cleanup.s3_expire`), and marks what was removed dropped
+lifecycle rule: see :mod:`dagster_branch.stores.s3_expire`), and marks what was removed dropped
 in the ledger.
 """
 
@@ -43,16 +43,6 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dagster_branch.cleanup.s3_batches import (
-    DELETE_BATCH_SIZE,
-    BatchOutcome,
-    Entry,
-    RetryPolicy,
-    S3Calls,
-    delete_batch,
-    error_code,
-)
-from dagster_branch.cleanup.s3_listing import listing_pages, prefetched_pages
 from dagster_branch.errors import CleanupRefusedError, DagsterBranchError
 from dagster_branch.inventory import (
     ObjectKind,
@@ -61,10 +51,20 @@ from dagster_branch.inventory import (
     Survey,
     ledger_not_updated,
 )
+from dagster_branch.stores.s3_batches import (
+    DELETE_BATCH_SIZE,
+    BatchOutcome,
+    Entry,
+    RetryPolicy,
+    S3Calls,
+    delete_batch,
+    error_code,
+)
+from dagster_branch.stores.s3_listing import listing_pages, prefetched_pages
 
 if TYPE_CHECKING:
-    from dagster_branch.cleanup.s3_survey import S3Listing
     from dagster_branch.resources.s3 import BranchS3Resource
+    from dagster_branch.stores.s3_survey import S3Listing
 
 __all__ = [
     "PurgeReport",
@@ -423,7 +423,7 @@ def purge_prefix(
             (whole requests are retried by the client's botocore retry mode).
         log: where progress lines go, at least every ``progress_every`` seconds.
         versions_per_round: most versions held in memory at once in a versioned bucket.
-        listing: what a counting pass (:func:`~dagster_branch.cleanup.s3_survey.count_prefix`)
+        listing: what a counting pass (:func:`~dagster_branch.stores.s3_survey.count_prefix`)
             listed: its entries are deleted without listing them again, then one more
             listing catches what was written since.
 
@@ -546,7 +546,7 @@ def _listing_of(
     surveys: Mapping[OwnedObject, Survey] | None, obj: OwnedObject, bucket: str, prefix: str
 ) -> S3Listing | None:
     """The counting pass's complete listing of exactly this bucket and prefix, if any."""
-    from dagster_branch.cleanup.s3_survey import S3Listing
+    from dagster_branch.stores.s3_survey import S3Listing
 
     survey = surveys.get(obj) if surveys is not None else None
     listing = survey.listing if survey is not None else None
@@ -579,7 +579,7 @@ def _record_removals(
     """Mark dropped only what is verifiably gone: S3 is asked before the ledger update (what
     is back is not marked) and after it (what came back meanwhile is recorded again: a new
     ledger row, or the marker object). A few requests per removed prefix or bucket."""
-    from dagster_branch.cleanup.s3_inventory import has_anything, read_bucket_tags
+    from dagster_branch.stores.s3_inventory import has_anything, read_bucket_tags
 
     def still_there(obj: OwnedObject) -> bool:
         if obj.kind is ObjectKind.BUCKET:
@@ -611,13 +611,13 @@ def _expire(
 ) -> RemovalResult:
     """The ``expire`` strategy: a lifecycle rule now (pending), and on a later run, once S3 has
     emptied the prefix or bucket, the rule taken off again (or the empty bucket deleted)."""
-    from dagster_branch.cleanup.s3_expire import (
+    from dagster_branch.stores.s3_expire import (
         expire_bucket,
         expire_prefix,
         expiry_rule_ids,
         remove_lifecycle_rules,
     )
-    from dagster_branch.cleanup.s3_inventory import has_anything
+    from dagster_branch.stores.s3_inventory import has_anything
 
     if not has_anything(client, bucket, prefix):
         if dry_run:

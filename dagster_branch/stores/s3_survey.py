@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dagster_branch.cleanup.s3 import is_versioned, version_entries
-from dagster_branch.cleanup.s3_batches import Entry, S3Calls, error_code
-from dagster_branch.cleanup.s3_listing import listing_pages
 from dagster_branch.errors import DagsterBranchError
 from dagster_branch.inventory import ObjectKind, OwnedObject, Survey
+from dagster_branch.stores.s3_batches import Entry, S3Calls, error_code
+from dagster_branch.stores.s3_listing import listing_pages
+from dagster_branch.stores.s3_purge import is_versioned, version_entries
 
 if TYPE_CHECKING:
     from dagster_branch.resources.s3 import BranchS3Resource

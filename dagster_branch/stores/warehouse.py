@@ -32,8 +32,6 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from dagster_branch.cleanup.dependents import outside_dependents
-from dagster_branch.cleanup.drop_order import drop_schema_in_order, schema_contents
 from dagster_branch.dialects import (
     DialectCapabilities,
     capabilities_for,
@@ -64,6 +62,8 @@ from dagster_branch.ledger import (
     retry_write_conflicts,
 )
 from dagster_branch.naming import Namespace, namespace_of_table, schema_name
+from dagster_branch.stores.dependents import outside_dependents
+from dagster_branch.stores.drop_order import drop_schema_in_order, schema_contents
 
 if TYPE_CHECKING:
     from dagster_branch.resources.database import BranchDatabaseResource
@@ -357,7 +357,7 @@ def dependents_of(
     engine: sa.Engine, objects: Sequence[OwnedObject]
 ) -> dict[OwnedObject, list[str]]:
     """Objects outside ``objects`` that depend on one of them, by object: one catalogue query
-    (PostgreSQL, DuckDB), none elsewhere (see :mod:`dagster_branch.cleanup.dependents`)."""
+    (PostgreSQL, DuckDB), none elsewhere (see :mod:`dagster_branch.stores.dependents`)."""
     schemas = {o.name: o for o in objects if o.kind is ObjectKind.SCHEMA}
     relations = {
         (o.container, o.name): o

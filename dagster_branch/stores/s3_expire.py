@@ -22,9 +22,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from dagster_branch.cleanup.s3_batches import S3Calls, error_code
 from dagster_branch.errors import DagsterBranchError
 from dagster_branch.naming import short_hash
+from dagster_branch.stores.s3_batches import S3Calls, error_code
 
 __all__ = [
     "expire_bucket",

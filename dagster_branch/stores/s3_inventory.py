@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dagster_branch.cleanup.s3_batches import error_code
 from dagster_branch.inventory import ObjectKind, OwnedObject, merge_sources
 from dagster_branch.ledger import LedgerInventory
 from dagster_branch.naming import (
@@ -44,7 +43,8 @@ from dagster_branch.naming import (
     namespace_prefix,
 )
 from dagster_branch.ownership import Owner
-from dagster_branch.resources.s3_layout import (
+from dagster_branch.stores.s3_batches import error_code
+from dagster_branch.stores.s3_layout import (
     BACKEND,
     TAG_NAMESPACE,
     TAG_OWNER,

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from dagster_branch.cleanup.s3_batches import S3Calls
+from dagster_branch.stores.s3_batches import S3Calls
 
 __all__ = ["lean_call", "listing_pages", "prefetched_pages"]
 

@@ -25,7 +25,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import ExecutableDDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 
-from dagster_branch.cleanup.dependents import no_jit, resolved_edges_sql
+from dagster_branch.stores.dependents import no_jit, resolved_edges_sql
 
 __all__ = ["DropObjects", "SchemaContents", "drop_schema_in_order", "schema_contents"]
 
