@@ -12,8 +12,8 @@ local (alice)  ``analytics__dev_alice_<hash>.orders``  ``<branch_schema>.dev_ali
 
 Reads fall back to production (:meth:`BranchDatabaseResource.read_table`); writes, creates and drops
 outside the deployment's own namespace raise :class:`~dagster_branch.NamespaceViolationError`.
-Inventory and removal (the :class:`~dagster_branch.BranchStore` protocol) live in
-:mod:`dagster_branch.stores.warehouse`.
+Inventory and removal (the :class:`~dagster_branch.BranchStore` protocol) are the warehouse store's
+(:mod:`dagster_branch.stores.warehouse`), which :meth:`BranchDatabaseResource.as_store` hands out.
 """
 
 from __future__ import annotations
@@ -52,16 +52,12 @@ from dagster_branch.errors import (
 )
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, Survey
 from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, retry_on_conflict
-from dagster_branch.naming import Namespace, namespace_of_schema, schema_name, table_name
+from dagster_branch.naming import Namespace, schema_name, table_name
 from dagster_branch.ownership import OWNER_FIELD_DESCRIPTION, Owner
 from dagster_branch.seeding import SeededTable, SeedRequest, seed_metadata, seed_tables
+from dagster_branch.stores.warehouse import WarehouseSettings, WarehouseStore, same_schema
 
 __all__ = ["BranchDatabaseResource", "TableLocation"]
-
-# Schemas no cleanup may ever drop, whatever the configuration says.
-SYSTEM_SCHEMAS = frozenset(
-    {"public", "main", "temp", "information_schema", "pg_catalog", "pg_toast", "dagster_branch"}
-)
 
 
 @dataclass(frozen=True)
@@ -216,6 +212,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
     _ensured: bool = PrivateAttr(default=False)
     _ledgers: dict[int, Ledger] = PrivateAttr(default_factory=dict)
     _seeded: list[SeededTable] = PrivateAttr(default_factory=list)
+    _store: WarehouseStore | None = PrivateAttr(default=None)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -234,7 +231,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         for engine in (self._engine, self._cleanup_engine):
             if engine is not None:
                 engine.dispose()
-        self._engine = self._cleanup_engine = None
+        self._engine = self._cleanup_engine = self._store = None
         self._ledgers.clear()
 
     # -- routing --------------------------------------------------------------------------------
@@ -266,7 +263,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         caps = capabilities_for(_dialect_name(self._active_url()))
         limit = check_identifier_limit(caps, self.max_identifier_bytes)
         base = _required(self.base_schema, "base_schema")
-        if self.control_schema is not None and _same(self.control_schema, base):
+        if self.control_schema is not None and same_schema(self.control_schema, base):
             raise DagsterBranchConfigError(
                 f"control_schema {self.control_schema!r} is the production schema: give the "
                 "ledger its own schema (default 'dagster_branch')."
@@ -313,7 +310,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
                     f"extra_schemas lists {extra!r} twice (or it is base_schema): list each "
                     "other production schema once."
                 )
-            if self.control_schema is not None and _same(extra, self.control_schema):
+            if self.control_schema is not None and same_schema(extra, self.control_schema):
                 raise DagsterBranchConfigError(
                     f"extra_schemas lists the ledger's control_schema {extra!r}: remove it."
                 )
@@ -332,7 +329,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         """
         schemas = self.routing().schemas
         for production, routed in schemas.items():
-            if _same(production, production_schema):
+            if same_schema(production, production_schema):
                 return routed
         raise DagsterBranchConfigError(
             f"Schema {production_schema!r} is not routed by the {self.store_key!r} resource "
@@ -351,23 +348,11 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
             or self.max_identifier_bytes
             or capabilities_for(_dialect_name(self.branch_url or self.url)).max_identifier_bytes
         )
-        for production in (self.base_schema, *self.extra_schemas):
-            owner = namespace_of_schema(name, production, max_length=limit)
-            if owner is not None:
-                return owner
-        return None
+        return self.store_settings().namespace_of_branch_schema(name, max_length=limit)
 
     def protection_of(self, schema: str) -> str | None:
         """Why ``schema`` is off limits to branch writes and to drops, or ``None``."""
-        if _same(schema, self.base_schema):
-            return "the production schema (base_schema)"
-        if any(_same(schema, e) for e in self.extra_schemas):
-            return "a production schema (listed in extra_schemas)"
-        if self.control_schema is not None and _same(schema, self.control_schema):
-            return "the ledger's control_schema"
-        if any(_same(schema, p) for p in self.protected_schemas):
-            return "listed in protected_schemas"
-        return None
+        return self.store_settings().protection_of(schema)
 
     @property
     def namespace(self) -> Namespace | None:
@@ -449,7 +434,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         r = self.routing()
         what = f"{schema}.{table}" if table is not None else f"schema {schema}"
         if r.namespace is None:
-            if not any(_same(schema, p) for p in r.schemas):
+            if not any(same_schema(schema, p) for p in r.schemas):
                 raise NamespaceViolationError(
                     f"The production deployment refused to write {what}: production writes only "
                     f"to base_schema {r.production_schema!r} (and extra_schemas), never to a "
@@ -717,11 +702,36 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
 
     # -- BranchStore ----------------------------------------------------------------------------
 
+    def store_settings(self) -> WarehouseSettings:
+        """What the warehouse store needs of this configuration (no I/O)."""
+        return WarehouseSettings(
+            store_key=self.store_key,
+            base_schema=self.base_schema,
+            strategy=self.strategy,
+            branch_schema=self.branch_schema,
+            extra_schemas=tuple(self.extra_schemas),
+            protected_schemas=tuple(self.protected_schemas),
+            control_schema=self.control_schema,
+            max_identifier_bytes=self.max_identifier_bytes,
+        )
+
+    def as_store(self) -> WarehouseStore:
+        """The warehouse store (inventory and removal), on :meth:`get_cleanup_engine` and this
+        resource's ledger there; made once, until :meth:`close`."""
+        if self._store is None:
+            engine = self.get_cleanup_engine()
+            self._store = WarehouseStore(
+                engine,
+                self.store_settings(),
+                self.ledger(engine),
+                redact=self.redact,
+                display_url=self.display_url,
+            )
+        return self._store
+
     def list_namespaces(self) -> set[Namespace]:
         """Every namespace this resource's owner recorded here (live ledger rows)."""
-        from dagster_branch.stores.warehouse import list_namespaces
-
-        return list_namespaces(self)
+        return self.as_store().list_namespaces()
 
     def claim_unowned_records(self) -> int:
         """Make this resource's owner the owner of its store's live ledger rows that have none
@@ -732,15 +742,11 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
     def unrecorded_objects(self) -> list[OwnedObject]:
         """Objects shaped like a namespace's that no record of this owner names (found by name
         only, or recorded before owners were kept): what ``dagster-branch orphans`` reports."""
-        from dagster_branch.stores.warehouse import unrecorded_objects
-
-        return unrecorded_objects(self)
+        return self.as_store().unrecorded_objects()
 
     def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
         """The objects ``namespace`` owns here (ledger and discovery, deduplicated)."""
-        from dagster_branch.stores.warehouse import objects_of
-
-        return objects_of(self, namespace)
+        return self.as_store().objects_of(namespace)
 
     def last_activity_of(self, namespace: Namespace) -> datetime | None:
         """When a run last wrote ``namespace`` here: the ledger's last activity among its live
@@ -750,23 +756,16 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         ``ensure_namespace`` (and each table it routes) refreshes it, to within the ledger's
         ``touch_every`` (an hour).
         """
-        ledger = self.ledger(self.get_cleanup_engine())
-        if ledger is None:
-            return None
-        return ledger.last_activity(namespace, store=self.store_key)
+        return self.as_store().last_activity_of(namespace)
 
     def ownership_problem(self, obj: OwnedObject) -> str | None:
         """Why ``obj`` must not be removed by a cleanup of ``obj.namespace``, else ``None``."""
-        from dagster_branch.stores.warehouse import ownership_problem
-
-        return ownership_problem(self, obj)
+        return self.as_store().ownership_problem(obj)
 
     def survey(self, objects: Sequence[OwnedObject], *, limit: int) -> dict[OwnedObject, Survey]:
         """For the plan: what removing each object would delete (itself, and a schema's
         relations) and which objects outside the namespace depend on it."""
-        from dagster_branch.stores.warehouse import survey
-
-        return survey(self, objects, limit=limit)
+        return self.as_store().survey(objects, limit=limit)
 
     def remove_objects(
         self,
@@ -779,9 +778,7 @@ class BranchDatabaseResource(ConfigurableResource):  # type: ignore[type-arg]
         """Drop ``objects`` one by one (``IF EXISTS``; on PostgreSQL without ``CASCADE``), and
         refuse those that objects outside the namespace depend on (read again now, whatever
         ``surveys`` said); never raises per object. Connects with :meth:`get_cleanup_engine`."""
-        from dagster_branch.stores.warehouse import remove_objects
-
-        return remove_objects(self, objects, dry_run=dry_run, log=log)
+        return self.as_store().remove_objects(objects, dry_run=dry_run, log=log, surveys=surveys)
 
 
 def _check_server_limit(
@@ -860,11 +857,6 @@ def _required(value: str | None, field: str) -> str:
     if value is None or not value.strip():
         raise DagsterBranchConfigError(f"{field} is empty: set it to a schema or table name.")
     return value
-
-
-def _same(left: str, right: str) -> bool:
-    """Schema names compared case-insensitively: refusing too much is the safe side."""
-    return left.casefold() == right.casefold()
 
 
 def _naming(build: Callable[[], str]) -> str:

@@ -1,5 +1,6 @@
-"""Inventory and removal of a namespace's warehouse objects (the ``BranchStore`` side of
-:class:`~dagster_branch.BranchDatabaseResource`).
+"""The warehouse store: inventory and removal of a namespace's warehouse objects, the
+:class:`~dagster_branch.BranchStore` that :class:`~dagster_branch.BranchDatabaseResource` hands out
+(``as_store()``), built from the cleanup engine, :class:`WarehouseSettings` and the ledger.
 
 Inventory = this owner's ledger rows plus discovery; an object found by discovery alone is
 *unrecorded* (reported, removed only with ``include_unrecorded``), and one another owner recorded
@@ -26,9 +27,10 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import Literal
 
 import sqlalchemy as sa
 
@@ -55,302 +57,424 @@ from dagster_branch.inventory import (
     refused_for_dependents,
 )
 from dagster_branch.ledger import (
+    Ledger,
     LedgerEntry,
     LedgerInventory,
     db_error_text,
     mark_removed,
     retry_write_conflicts,
 )
-from dagster_branch.naming import Namespace, namespace_of_table, schema_name
+from dagster_branch.naming import Namespace, namespace_of_schema, namespace_of_table, schema_name
 from dagster_branch.stores.dependents import outside_dependents
 from dagster_branch.stores.drop_order import drop_schema_in_order, schema_contents
 
-if TYPE_CHECKING:
-    from dagster_branch.resources.database import BranchDatabaseResource
-
 __all__ = [
-    "list_namespaces",
-    "objects_of",
-    "ownership_problem",
-    "remove_objects",
-    "survey",
-    "unrecorded_objects",
+    "RECREATED",
+    "SYSTEM_SCHEMAS",
+    "WarehouseSettings",
+    "WarehouseStore",
+    "dependents_of",
+    "same_schema",
 ]
 
 PROGRESS_EVERY_SECONDS = 5.0
 _DISCOVERY = frozenset({"discovery"})
 _RELATIONS = (ObjectKind.SCHEMA, ObjectKind.TABLE, ObjectKind.VIEW)
 
-
-def _caps_and_limit(resource: BranchDatabaseResource) -> tuple[DialectCapabilities, int]:
-    caps = capabilities_for(resource.get_cleanup_engine().dialect)
-    return caps, check_identifier_limit(caps, resource.max_identifier_bytes)
-
-
-# -- inventory ----------------------------------------------------------------------------------
+# Schemas no cleanup may ever drop, whatever the configuration says.
+SYSTEM_SCHEMAS = frozenset(
+    {"public", "main", "temp", "information_schema", "pg_catalog", "pg_toast", "dagster_branch"}
+)
 
 
-def discover(resource: BranchDatabaseResource) -> list[OwnedObject]:
-    """Objects whose names parse back to a namespace: one catalog query for schemas (none on
-    SQLite), two (tables, views) for table prefixes."""
-    engine = resource.get_cleanup_engine()
-    caps, limit = _caps_and_limit(resource)
-    found: list[OwnedObject] = []
-    if resource.strategy == "table_prefix":
-        container = resource.branch_schema
-        with engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            relations = [(ObjectKind.TABLE, t) for t in inspector.get_table_names(container)]
-            relations += [(ObjectKind.VIEW, v) for v in inspector.get_view_names(container)]
-        for kind, name in relations:
-            namespace = namespace_of_table(name)
-            if namespace is not None:
-                found.append(OwnedObject(namespace, caps.name, kind, name, container, _DISCOVERY))
-        return found
-    if caps.attaches_schemas:
-        names: Iterable[str] = sqlite_schema_files(engine)
-    else:
-        with engine.connect() as conn:
-            names = list_schema_names(conn)
-    for name in names:
-        namespace = resource.namespace_of_branch_schema(name, max_length=limit)
-        if namespace is not None:
-            found.append(
-                OwnedObject(namespace, caps.name, ObjectKind.SCHEMA, name, None, _DISCOVERY)
-            )
-    return found
+def same_schema(left: str, right: str) -> bool:
+    """Schema names compared case-insensitively: refusing too much is the safe side."""
+    return left.casefold() == right.casefold()
 
 
-def _inventory(resource: BranchDatabaseResource, namespace: Namespace | None) -> LedgerInventory:
-    ledger = resource.ledger(resource.get_cleanup_engine())
-    if ledger is None:
-        return LedgerInventory()
-    return ledger.inventory(namespace, store=resource.store_key)
+@dataclass(frozen=True)
+class WarehouseSettings:
+    """What the warehouse store needs to know of its resource's configuration (see the fields of
+    :class:`~dagster_branch.BranchDatabaseResource`, which builds it with ``store_settings()``).
 
+    Example::
 
-def list_namespaces(resource: BranchDatabaseResource) -> set[Namespace]:
-    """Namespaces this owner recorded (live ledger rows): one statement. Objects found by name
-    only are not listed here (the sensor never cleans them); :func:`unrecorded_objects` has
-    them."""
-    ledger = resource.ledger(resource.get_cleanup_engine())
-    return ledger.namespaces(store=resource.store_key) if ledger is not None else set()
-
-
-def objects_of(resource: BranchDatabaseResource, namespace: Namespace) -> list[OwnedObject]:
-    """The namespace's objects from this owner's ledger rows (and rows without owner) and from
-    discovery, merged by identity; objects another owner recorded are left out."""
-    found = _inventory(resource, namespace)
-    discovered = [
-        obj
-        for obj in discover(resource)
-        if obj.namespace == namespace and obj.identity not in found.foreign
-    ]
-    # table() records whatever the branch creates as a table, views included: the catalog knows.
-    views = {(o.container, o.name) for o in discovered if o.kind is ObjectKind.VIEW}
-    recorded = [
-        replace(o, kind=ObjectKind.VIEW)
-        if o.kind is ObjectKind.TABLE and (o.container, o.name) in views
-        else o
-        for o in (e.to_owned() for e in found.records + found.unowned)
-    ]
-    return merge_sources(recorded + discovered)
-
-
-def unrecorded_objects(resource: BranchDatabaseResource) -> list[OwnedObject]:
-    """Every object shaped like a namespace's that no record of this owner names: found by
-    name only, or recorded without owner. Another owner's objects are left out. Two statements
-    (the ledger, the catalog)."""
-    found = _inventory(resource, None)
-    mine = {e.identity for e in found.records}
-    objects = [e.to_owned() for e in found.unowned] + [
-        obj
-        for obj in discover(resource)
-        if obj.identity not in found.foreign and obj.identity not in mine
-    ]
-    return [obj for obj in merge_sources(objects) if not obj.recorded]
-
-
-def ownership_problem(resource: BranchDatabaseResource, obj: OwnedObject) -> str | None:
-    """The second key of the safety invariant: why ``obj`` must not be removed, or ``None``.
-
-    The object must be exactly where the resource's current routing rules put ``obj.namespace``:
-    its schema ``<base_schema>__<namespace>`` (or a table or view inside it) with
-    ``strategy="schema"``, a table or view ``<namespace>__…`` in ``branch_schema`` with
-    ``strategy="table_prefix"``. A record (ledger row) naming any other place is a *mismatch*:
-    refused, whatever the record says.
+        settings = WarehouseSettings(store_key="warehouse", base_schema="analytics")
+        settings.namespace_of_branch_schema("analytics__pr_7", max_length=63)  # pr_7
     """
-    caps, limit = _caps_and_limit(resource)
-    what = f"{obj.kind.value} {obj.qualified_name!r}"
-    if obj.backend != caps.name:
-        return f"{what} belongs to a {obj.backend} store, not this {caps.name} warehouse"
-    schema = obj.name if obj.kind is ObjectKind.SCHEMA else obj.container
-    if obj.kind not in _RELATIONS or schema is None:
-        return f"mismatch: {what} is not a schema or a schema-qualified table or view"
-    if protected := _protection(resource, schema):
-        return f"{what} is in schema {schema!r}, which is {protected}"
-    expected = _expected_places(resource, obj.namespace, limit)
-    if resource.strategy == "table_prefix":
-        owner = namespace_of_table(obj.name) if obj.kind is not ObjectKind.SCHEMA else None
-        in_place = schema in expected and owner == obj.namespace
-    else:  # the namespace's version of base_schema or of an extra schema, or a table in it
-        in_place = schema in expected
-        owner = resource.namespace_of_branch_schema(schema, max_length=limit)
-    if in_place:
+
+    store_key: str
+    base_schema: str
+    strategy: Literal["schema", "table_prefix"] = "schema"
+    branch_schema: str | None = None
+    extra_schemas: tuple[str, ...] = ()
+    protected_schemas: tuple[str, ...] = ()
+    control_schema: str | None = None
+    max_identifier_bytes: int | None = None
+
+    def protection_of(self, schema: str) -> str | None:
+        """Why ``schema`` is off limits to branch writes and to drops, or ``None``."""
+        if same_schema(schema, self.base_schema):
+            return "the production schema (base_schema)"
+        if any(same_schema(schema, e) for e in self.extra_schemas):
+            return "a production schema (listed in extra_schemas)"
+        if self.control_schema is not None and same_schema(schema, self.control_schema):
+            return "the ledger's control_schema"
+        if any(same_schema(schema, p) for p in self.protected_schemas):
+            return "listed in protected_schemas"
         return None
-    if owner is not None and owner != obj.namespace:
-        return f"{what} does not parse back to namespace {obj.namespace} (it parses to {owner})"
-    shown = " or ".join(repr(e) for e in sorted(expected))
-    place = (
-        f"tables '{obj.namespace.key}__…' in schema {shown}"
-        if resource.strategy == "table_prefix"
-        else f"schema {shown}"
-    )
-    return (
-        f"mismatch: {what} is not where the current configuration puts {obj.namespace} "
-        f"({place}); it is not removed. If the configuration changed since it was recorded, "
-        "remove it by hand and mark its ledger row dropped"
-    )
+
+    def namespace_of_branch_schema(self, name: str, *, max_length: int) -> Namespace | None:
+        """The namespace whose version of ``base_schema`` or of an ``extra_schemas`` entry is
+        ``name`` (``analytics_marts__pr_7`` -> ``pr_7``), else ``None``. No I/O."""
+        for production in (self.base_schema, *self.extra_schemas):
+            owner = namespace_of_schema(name, production, max_length=max_length)
+            if owner is not None:
+                return owner
+        return None
 
 
-def _expected_places(
-    resource: BranchDatabaseResource, namespace: Namespace, limit: int
-) -> set[str]:
-    """The schemas the routing rules give ``namespace`` today: its version of ``base_schema``
-    and of each of ``extra_schemas``, or the shared ``branch_schema`` with table prefixes."""
-    if resource.strategy == "table_prefix":
-        return {resource.branch_schema} if resource.branch_schema else set()
-    places: set[str] = set()
-    for production in (resource.base_schema, *resource.extra_schemas):
-        try:
-            places.add(schema_name(production, namespace, max_length=limit))
-        except DagsterBranchNamingError:
-            continue
-    return places
+class WarehouseStore:
+    """The :class:`~dagster_branch.BranchStore` of a SQL warehouse: what its branches own
+    there, and their removal (see the module docstring).
 
+    Built from the engine the cleanup connects with, the resource's :class:`WarehouseSettings`
+    and its ledger (``None`` without one); ``redact`` hides the resource's secrets in errors.
+    :meth:`~dagster_branch.BranchDatabaseResource.as_store` hands one out.
 
-def _protection(resource: BranchDatabaseResource, schema: str) -> str | None:
-    from dagster_branch.resources.database import SYSTEM_SCHEMAS
+    Example::
 
-    if reason := resource.protection_of(schema):
-        return reason
-    if schema.casefold() in SYSTEM_SCHEMAS and schema != resource.branch_schema:
-        return "a system schema"
-    return None
-
-
-# -- survey -------------------------------------------------------------------------------------
-
-
-def survey(
-    resource: BranchDatabaseResource, objects: Sequence[OwnedObject], *, limit: int
-) -> dict[OwnedObject, Survey]:
-    """What removing each object would take: itself plus, for a schema, the relations inside
-    (counted as the dry run counts them), and the objects outside that depend on it.
-
-    One dependency query for all objects, then one count per schema (two catalogue queries;
-    on PostgreSQL, the drop-order query). ``limit`` is not needed: a schema's relations are
-    counted in one query however many there are.
-
-    Raises:
-        DagsterBranchError: the warehouse could not be read (the plan then fails; nothing is
-            removed unchecked).
+        store = warehouse.as_store()
+        for namespace in store.list_namespaces():
+            print(namespace, [o.qualified_name for o in store.objects_of(namespace)])
     """
-    engine = resource.get_cleanup_engine()
-    caps = capabilities_for(engine.dialect)
-    log = logging.getLogger(__name__)
-    try:
-        dependents = dependents_of(engine, objects)
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        settings: WarehouseSettings,
+        ledger: Ledger | None,
+        *,
+        redact: Callable[[str], str],
+        display_url: str,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.ledger = ledger
+        self.redact = redact
+        self.display_url = display_url
+
+    def _caps_and_limit(self) -> tuple[DialectCapabilities, int]:
+        caps = capabilities_for(self.engine.dialect)
+        return caps, check_identifier_limit(caps, self.settings.max_identifier_bytes)
+
+    # -- inventory ------------------------------------------------------------------------------
+
+    def discover(self) -> list[OwnedObject]:
+        """Objects whose names parse back to a namespace: one catalog query for schemas (none on
+        SQLite), two (tables, views) for table prefixes."""
+        engine, settings = self.engine, self.settings
+        caps, limit = self._caps_and_limit()
+        found: list[OwnedObject] = []
+        if settings.strategy == "table_prefix":
+            container = settings.branch_schema
+            with engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                relations = [(ObjectKind.TABLE, t) for t in inspector.get_table_names(container)]
+                relations += [(ObjectKind.VIEW, v) for v in inspector.get_view_names(container)]
+            for kind, name in relations:
+                namespace = namespace_of_table(name)
+                if namespace is not None:
+                    found.append(
+                        OwnedObject(namespace, caps.name, kind, name, container, _DISCOVERY)
+                    )
+            return found
+        if caps.attaches_schemas:
+            names: Iterable[str] = sqlite_schema_files(engine)
+        else:
+            with engine.connect() as conn:
+                names = list_schema_names(conn)
+        for name in names:
+            namespace = settings.namespace_of_branch_schema(name, max_length=limit)
+            if namespace is not None:
+                found.append(
+                    OwnedObject(namespace, caps.name, ObjectKind.SCHEMA, name, None, _DISCOVERY)
+                )
+        return found
+
+    def _inventory(self, namespace: Namespace | None) -> LedgerInventory:
+        if self.ledger is None:
+            return LedgerInventory()
+        return self.ledger.inventory(namespace, store=self.settings.store_key)
+
+    def list_namespaces(self) -> set[Namespace]:
+        """Namespaces this owner recorded (live ledger rows): one statement. Objects found by
+        name only are not listed here (the sensor never cleans them); :meth:`unrecorded_objects`
+        has them."""
+        if self.ledger is None:
+            return set()
+        return self.ledger.namespaces(store=self.settings.store_key)
+
+    def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
+        """The namespace's objects from this owner's ledger rows (and rows without owner) and
+        from discovery, merged by identity; objects another owner recorded are left out."""
+        found = self._inventory(namespace)
+        discovered = [
+            obj
+            for obj in self.discover()
+            if obj.namespace == namespace and obj.identity not in found.foreign
+        ]
+        # table() records whatever the branch creates as a table, views included: the catalog
+        # knows.
+        views = {(o.container, o.name) for o in discovered if o.kind is ObjectKind.VIEW}
+        recorded = [
+            replace(o, kind=ObjectKind.VIEW)
+            if o.kind is ObjectKind.TABLE and (o.container, o.name) in views
+            else o
+            for o in (e.to_owned() for e in found.records + found.unowned)
+        ]
+        return merge_sources(recorded + discovered)
+
+    def unrecorded_objects(self) -> list[OwnedObject]:
+        """Every object shaped like a namespace's that no record of this owner names: found by
+        name only, or recorded without owner. Another owner's objects are left out. Two
+        statements (the ledger, the catalog)."""
+        found = self._inventory(None)
+        mine = {e.identity for e in found.records}
+        objects = [e.to_owned() for e in found.unowned] + [
+            obj
+            for obj in self.discover()
+            if obj.identity not in found.foreign and obj.identity not in mine
+        ]
+        return [obj for obj in merge_sources(objects) if not obj.recorded]
+
+    def last_activity_of(self, namespace: Namespace) -> datetime | None:
+        """When a run last wrote ``namespace`` here: the ledger's last activity among its live
+        rows (one query), or ``None`` without rows or without a ledger."""
+        if self.ledger is None:
+            return None
+        return self.ledger.last_activity(namespace, store=self.settings.store_key)
+
+    def ownership_problem(self, obj: OwnedObject) -> str | None:
+        """The second key of the safety invariant: why ``obj`` must not be removed, or ``None``.
+
+        The object must be exactly where the resource's current routing rules put
+        ``obj.namespace``: its schema ``<base_schema>__<namespace>`` (or a table or view inside
+        it) with ``strategy="schema"``, a table or view ``<namespace>__…`` in ``branch_schema``
+        with ``strategy="table_prefix"``. A record (ledger row) naming any other place is a
+        *mismatch*: refused, whatever the record says.
+        """
+        settings = self.settings
+        caps, limit = self._caps_and_limit()
+        what = f"{obj.kind.value} {obj.qualified_name!r}"
+        if obj.backend != caps.name:
+            return f"{what} belongs to a {obj.backend} store, not this {caps.name} warehouse"
+        schema = obj.name if obj.kind is ObjectKind.SCHEMA else obj.container
+        if obj.kind not in _RELATIONS or schema is None:
+            return f"mismatch: {what} is not a schema or a schema-qualified table or view"
+        if protected := self._protection(schema):
+            return f"{what} is in schema {schema!r}, which is {protected}"
+        expected = self._expected_places(obj.namespace, limit)
+        if settings.strategy == "table_prefix":
+            owner = namespace_of_table(obj.name) if obj.kind is not ObjectKind.SCHEMA else None
+            in_place = schema in expected and owner == obj.namespace
+        else:  # the namespace's version of base_schema or of an extra schema, or a table in it
+            in_place = schema in expected
+            owner = settings.namespace_of_branch_schema(schema, max_length=limit)
+        if in_place:
+            return None
+        if owner is not None and owner != obj.namespace:
+            return f"{what} does not parse back to namespace {obj.namespace} (it parses to {owner})"
+        shown = " or ".join(repr(e) for e in sorted(expected))
+        place = (
+            f"tables '{obj.namespace.key}__…' in schema {shown}"
+            if settings.strategy == "table_prefix"
+            else f"schema {shown}"
+        )
+        return (
+            f"mismatch: {what} is not where the current configuration puts {obj.namespace} "
+            f"({place}); it is not removed. If the configuration changed since it was recorded, "
+            "remove it by hand and mark its ledger row dropped"
+        )
+
+    def _expected_places(self, namespace: Namespace, limit: int) -> set[str]:
+        """The schemas the routing rules give ``namespace`` today: its version of
+        ``base_schema`` and of each of ``extra_schemas``, or the shared ``branch_schema`` with
+        table prefixes."""
+        settings = self.settings
+        if settings.strategy == "table_prefix":
+            return {settings.branch_schema} if settings.branch_schema else set()
+        places: set[str] = set()
+        for production in (settings.base_schema, *settings.extra_schemas):
+            try:
+                places.add(schema_name(production, namespace, max_length=limit))
+            except DagsterBranchNamingError:
+                continue
+        return places
+
+    def _protection(self, schema: str) -> str | None:
+        if reason := self.settings.protection_of(schema):
+            return reason
+        if schema.casefold() in SYSTEM_SCHEMAS and schema != self.settings.branch_schema:
+            return "a system schema"
+        return None
+
+    # -- survey ---------------------------------------------------------------------------------
+
+    def survey(self, objects: Sequence[OwnedObject], *, limit: int) -> dict[OwnedObject, Survey]:
+        """What removing each object would take: itself plus, for a schema, the relations
+        inside (counted as the dry run counts them), and the objects outside that depend on it.
+
+        One dependency query for all objects, then one count per schema (two catalogue queries;
+        on PostgreSQL, the drop-order query). ``limit`` is not needed: a schema's relations are
+        counted in one query however many there are.
+
+        Raises:
+            DagsterBranchError: the warehouse could not be read (the plan then fails; nothing is
+                removed unchecked).
+        """
+        engine = self.engine
+        caps = capabilities_for(engine.dialect)
+        log = logging.getLogger(__name__)
+        try:
+            dependents = dependents_of(engine, objects)
+            existing = _existing_relations(
+                engine, [o for o in objects if o.kind is not ObjectKind.SCHEMA]
+            )
+            surveys: dict[OwnedObject, Survey] = {}
+            for obj in objects:
+                inside = 0
+                if obj.kind is ObjectKind.SCHEMA:
+                    inside = _remove_schema(engine, caps, obj.name, dry_run=True, log=log)
+                elif _remove_relation(engine, caps, obj, existing, dry_run=True) == 0:
+                    inside = -1  # already gone: nothing to remove
+                dependent = tuple(dependents.get(obj, ()))
+                surveys[obj] = Survey(contents=1 + inside, dependents=dependent)
+        except sa.exc.SQLAlchemyError as exc:
+            raise DagsterBranchError(
+                f"Could not count the warehouse objects to remove on {self.display_url}: "
+                f"{self.redact(db_error_text(exc))}"
+            ) from exc
+        return surveys
+
+    # -- removal --------------------------------------------------------------------------------
+
+    def remove_objects(
+        self,
+        objects: Sequence[OwnedObject],
+        *,
+        dry_run: bool,
+        log: logging.Logger,
+        surveys: Mapping[OwnedObject, Survey] | None = None,
+    ) -> list[RemovalResult]:
+        """Drop (or with ``dry_run`` only count) each object, ``IF EXISTS`` and on PostgreSQL
+        without ``CASCADE``; refuse those that objects outside the namespace depend on (read
+        again now, whatever ``surveys`` said). Failures are returned, not raised."""
+        engine, redact = self.engine, self.redact
+        caps = capabilities_for(engine.dialect)
         existing = _existing_relations(
             engine, [o for o in objects if o.kind is not ObjectKind.SCHEMA]
         )
-        surveys: dict[OwnedObject, Survey] = {}
+        results: list[RemovalResult] = []
+        progress = _RemovalProgress(log, len(objects), "would check" if dry_run else "removed")
+        owned: list[OwnedObject] = []
         for obj in objects:
-            inside = 0
-            if obj.kind is ObjectKind.SCHEMA:
-                inside = _remove_schema(engine, caps, obj.name, dry_run=True, log=log)
-            elif _remove_relation(engine, caps, obj, existing, dry_run=True) == 0:
-                inside = -1  # already gone: nothing to remove
-            surveys[obj] = Survey(contents=1 + inside, dependents=tuple(dependents.get(obj, ())))
-    except sa.exc.SQLAlchemyError as exc:
-        raise DagsterBranchError(
-            f"Could not count the warehouse objects to remove on {resource.display_url}: "
-            f"{resource.redact(db_error_text(exc))}"
-        ) from exc
-    return surveys
-
-
-# -- removal ------------------------------------------------------------------------------------
-
-
-def remove_objects(
-    resource: BranchDatabaseResource,
-    objects: Sequence[OwnedObject],
-    *,
-    dry_run: bool,
-    log: logging.Logger,
-) -> list[RemovalResult]:
-    """Remove (or with ``dry_run`` only count) each object; failures are returned, not raised."""
-    engine = resource.get_cleanup_engine()
-    caps = capabilities_for(engine.dialect)
-    existing = _existing_relations(engine, [o for o in objects if o.kind is not ObjectKind.SCHEMA])
-    results: list[RemovalResult] = []
-    progress = _RemovalProgress(log, len(objects), "would check" if dry_run else "removed")
-    owned: list[OwnedObject] = []
-    for obj in objects:
-        problem = resource.ownership_problem(obj)
-        if problem is not None:
-            log.warning("Refusing to remove %s: %s", obj.qualified_name, problem)
-            results.append(RemovalResult(obj, removed=False, error=problem))
-        else:
-            owned.append(obj)
-    try:
-        dependents = dependents_of(engine, owned)
-    except sa.exc.SQLAlchemyError as exc:  # fail closed: nothing is removed unchecked
-        reason = f"its dependents could not be read, so it was not removed: {db_error_text(exc)}"
-        log.error("Could not read the dependents of %d object(s): %s", len(owned), reason)
-        return results + [
-            RemovalResult(
-                obj, removed=False, error=resource.redact(f"{obj.qualified_name}: {reason}")
-            )
-            for obj in owned
-        ]
-    # Views before tables: a view depends on its tables, and tables are dropped without CASCADE.
-    for obj in sorted(owned, key=lambda o: o.kind is not ObjectKind.VIEW):
-        if obj in dependents:
-            log.warning(
-                "Refusing to remove %s: objects outside %s depend on it: %s",
-                obj.qualified_name,
-                obj.namespace,
-                "; ".join(dependents[obj]),
-            )
-            results.append(refused_for_dependents(obj, dependents[obj]))
-            continue
+            problem = self.ownership_problem(obj)
+            if problem is not None:
+                log.warning("Refusing to remove %s: %s", obj.qualified_name, problem)
+                results.append(RemovalResult(obj, removed=False, error=problem))
+            else:
+                owned.append(obj)
         try:
-            count = retry_write_conflicts(
-                functools.partial(
-                    _remove_one, engine, caps, obj, existing, dry_run=dry_run, log=log
-                ),
-                on_retry=functools.partial(_log_conflict, log, obj),
+            dependents = dependents_of(engine, owned)
+        except sa.exc.SQLAlchemyError as exc:  # fail closed: nothing is removed unchecked
+            reason = (
+                f"its dependents could not be read, so it was not removed: {db_error_text(exc)}"
             )
-        except Exception as exc:  # each object separately: report and carry on
-            error = resource.redact(f"{obj.qualified_name}: {db_error_text(exc)}")
-            log.error("Could not remove %s %s", obj.kind.value, error)
-            results.append(RemovalResult(obj, removed=False, error=error))
-        else:
-            results.append(RemovalResult(obj, removed=not dry_run, objects=count))
-        progress.step()
-    if not dry_run:
-        results, ledger_error = _record_removals(resource, engine, caps, results, log)
-        if ledger_error is not None:
-            # The objects are gone but their rows still say live: report it as a failure so the
-            # run says so; a rerun drops IF EXISTS (a no-op) and marks the rows then.
-            log.error(
-                "%d removed object(s) could not be marked dropped in the ledger: %s",
-                sum(r.removed for r in results),
-                ledger_error,
-            )
-            results = ledger_not_updated(results, ledger_error)
-    return results
+            log.error("Could not read the dependents of %d object(s): %s", len(owned), reason)
+            return results + [
+                RemovalResult(obj, removed=False, error=redact(f"{obj.qualified_name}: {reason}"))
+                for obj in owned
+            ]
+        # Views before tables: a view depends on its tables, and tables are dropped without
+        # CASCADE.
+        for obj in sorted(owned, key=lambda o: o.kind is not ObjectKind.VIEW):
+            if obj in dependents:
+                log.warning(
+                    "Refusing to remove %s: objects outside %s depend on it: %s",
+                    obj.qualified_name,
+                    obj.namespace,
+                    "; ".join(dependents[obj]),
+                )
+                results.append(refused_for_dependents(obj, dependents[obj]))
+                continue
+            try:
+                count = retry_write_conflicts(
+                    functools.partial(
+                        _remove_one, engine, caps, obj, existing, dry_run=dry_run, log=log
+                    ),
+                    on_retry=functools.partial(_log_conflict, log, obj),
+                )
+            except Exception as exc:  # each object separately: report and carry on
+                error = redact(f"{obj.qualified_name}: {db_error_text(exc)}")
+                log.error("Could not remove %s %s", obj.kind.value, error)
+                results.append(RemovalResult(obj, removed=False, error=error))
+            else:
+                results.append(RemovalResult(obj, removed=not dry_run, objects=count))
+            progress.step()
+        if not dry_run:
+            results, ledger_error = self._record_removals(caps, results, log)
+            if ledger_error is not None:
+                # The objects are gone but their rows still say live: report it as a failure so
+                # the run says so; a rerun drops IF EXISTS (a no-op) and marks the rows then.
+                log.error(
+                    "%d removed object(s) could not be marked dropped in the ledger: %s",
+                    sum(r.removed for r in results),
+                    ledger_error,
+                )
+                results = ledger_not_updated(results, ledger_error)
+        return results
+
+    def _record_removals(
+        self, caps: DialectCapabilities, results: list[RemovalResult], log: logging.Logger
+    ) -> tuple[list[RemovalResult], str | None]:
+        """Mark dropped only what is verifiably gone: the catalog is asked before the
+        ``UPDATE`` (what is back is not marked) and after it (what came back meanwhile is
+        recorded again), so a write racing the cleanup never leaves an object whose rows all
+        say dropped."""
+        engine = self.engine
+        removed = [r.obj for r in results if r.removed]
+        back = _still_there(engine, caps, removed)
+        ledger_error = self._mark_dropped([o for o in removed if o not in back])
+        if ledger_error is None:
+            late = _still_there(engine, caps, [o for o in removed if o not in back])
+            ledger_error = self._record_again(late)
+            back |= late
+        for obj in sorted(back):
+            log.warning("%s %s: %s", obj.kind.value, obj.qualified_name, RECREATED)
+        results = [
+            replace(r, removed=False, error=RECREATED) if r.obj in back else r for r in results
+        ]
+        return results, ledger_error
+
+    def _record_again(self, objects: set[OwnedObject]) -> str | None:
+        """A new live row for each object that came back after its row was marked dropped."""
+        if self.ledger is None or not objects:
+            return None
+        key = self.settings.store_key
+        try:
+            for o in sorted(objects):
+                self.ledger.record(
+                    LedgerEntry(o.namespace, key, o.backend, o.kind, o.name, o.container)
+                )
+        except DagsterBranchError as exc:
+            return self.redact(str(exc))
+        return None
+
+    def _mark_dropped(self, removed: list[OwnedObject]) -> str | None:
+        """Mark ``removed`` dropped in the ledger; why that failed (redacted), else ``None``."""
+        reason = mark_removed(self.ledger, self.settings.store_key, removed)
+        return None if reason is None else self.redact(reason)
 
 
 def dependents_of(
@@ -539,29 +663,6 @@ RECREATED = (
 )
 
 
-def _record_removals(
-    resource: BranchDatabaseResource,
-    engine: sa.Engine,
-    caps: DialectCapabilities,
-    results: list[RemovalResult],
-    log: logging.Logger,
-) -> tuple[list[RemovalResult], str | None]:
-    """Mark dropped only what is verifiably gone: the catalog is asked before the ``UPDATE``
-    (what is back is not marked) and after it (what came back meanwhile is recorded again), so a
-    write racing the cleanup never leaves an object whose rows all say dropped."""
-    removed = [r.obj for r in results if r.removed]
-    back = _still_there(engine, caps, removed)
-    ledger_error = _mark_dropped(resource, engine, [o for o in removed if o not in back])
-    if ledger_error is None:
-        late = _still_there(engine, caps, [o for o in removed if o not in back])
-        ledger_error = _record_again(resource, engine, late)
-        back |= late
-    for obj in sorted(back):
-        log.warning("%s %s: %s", obj.kind.value, obj.qualified_name, RECREATED)
-    results = [replace(r, removed=False, error=RECREATED) if r.obj in back else r for r in results]
-    return results, ledger_error
-
-
 def _still_there(
     engine: sa.Engine, caps: DialectCapabilities, objects: list[OwnedObject]
 ) -> set[OwnedObject]:
@@ -585,31 +686,6 @@ def _still_there(
             if exists:
                 found.add(obj)
     return found
-
-
-def _record_again(
-    resource: BranchDatabaseResource, engine: sa.Engine, objects: set[OwnedObject]
-) -> str | None:
-    """A new live row for each object that came back after its row was marked dropped."""
-    ledger = resource.ledger(engine)
-    if ledger is None or not objects:
-        return None
-    try:
-        for o in sorted(objects):
-            ledger.record(
-                LedgerEntry(o.namespace, resource.store_key, o.backend, o.kind, o.name, o.container)
-            )
-    except DagsterBranchError as exc:
-        return resource.redact(str(exc))
-    return None
-
-
-def _mark_dropped(
-    resource: BranchDatabaseResource, engine: sa.Engine, removed: list[OwnedObject]
-) -> str | None:
-    """Mark ``removed`` dropped in the ledger; why that failed (redacted), else ``None``."""
-    reason = mark_removed(resource.ledger(engine), resource.store_key, removed)
-    return None if reason is None else resource.redact(reason)
 
 
 class _RemovalProgress:
