@@ -8,7 +8,8 @@ catching. Everything else is importable from its own module, documented there:
 - ``dagster_branch.naming``: the name rules (``schema_name``, ``bucket_name``, their inverses);
 - ``dagster_branch.context``: ``DeploymentKind`` beside ``DeploymentContext``;
 - ``dagster_branch.cleanup.job`` / ``.plan`` / ``.verify``: the cleanup job, its plan and checks;
-- ``dagster_branch.stores.s3_purge``: ``purge_prefix`` and ``purge_bucket``, usable on their own;
+- ``dagster_branch.stores``: the store adapters each resource hands out (``as_store()``), and
+  ``dagster_branch.stores.s3_purge``'s ``purge_prefix`` and ``purge_bucket``, usable on their own;
 - ``dagster_branch.decision``, ``dagster_branch.sensors``: the pure decision and one tick;
 - ``dagster_branch.inventory``, ``dagster_branch.ledger``: the store protocol and the records;
 - ``dagster_branch.sources.base``: ``PullRequestSource``, to write a source of your own;

@@ -3,7 +3,8 @@
 Every credential and endpoint option of :class:`dagster_aws.s3.S3Resource` (region, profile,
 endpoint URL, access keys, session token, ``max_attempts``, SSL) works unchanged: this class
 extends it with the routing of :class:`~dagster_branch.stores.s3_layout.S3Layout`, a write
-guard on the client it hands out, ownership records, and the inventory the cleanup uses.
+guard on the client it hands out and ownership records; inventory and removal are the S3 store's
+(:class:`~dagster_branch.stores.s3.S3Store`), which :meth:`BranchS3Resource.as_store` hands out.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from dagster_branch.errors import (
     OwnershipConflictError,
 )
 from dagster_branch.inventory import ObjectKind, OwnedObject, RemovalResult, Survey
-from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text, mark_removed
+from dagster_branch.ledger import Ledger, LedgerEntry, db_error_text
 from dagster_branch.naming import Namespace
 from dagster_branch.ownership import OWNER_FIELD_DESCRIPTION, Owner
-from dagster_branch.stores.s3_batches import error_code
+from dagster_branch.stores.s3 import S3Store, S3StoreSettings
+from dagster_branch.stores.s3_batches import RetryPolicy, error_code
 from dagster_branch.stores.s3_expire import merge_lifecycle_rules, safety_net_rules
+from dagster_branch.stores.s3_inventory import read_marker_owner
 from dagster_branch.stores.s3_layout import (
     BACKEND,
     TAG_NAMESPACE,
@@ -53,8 +56,6 @@ from dagster_branch.stores.s3_layout import (
 
 if TYPE_CHECKING:
     from botocore.model import OperationModel
-
-    from dagster_branch.stores.s3_inventory import BucketTags
 
 __all__ = ["BranchS3Resource"]
 
@@ -196,8 +197,7 @@ class BranchS3Resource(S3Resource):
     _ledger: Ledger | None = PrivateAttr(default=None)
     _ensured: tuple[str, str] | None = PrivateAttr(default=None)
     _ensured_at: float = PrivateAttr(default=0.0)
-    # Namespace tags of existing buckets, read once per instance (discovery, verify, removal).
-    _bucket_tags: dict[str, BucketTags] = PrivateAttr(default_factory=dict)
+    _store: S3Store | None = PrivateAttr(default=None)
 
     @classmethod
     def _is_dagster_maintained(cls) -> bool:
@@ -221,7 +221,7 @@ class BranchS3Resource(S3Resource):
         for client in (self._client, self._cleanup_client):
             if client is not None:
                 client.close()
-        self._client = self._cleanup_client = None
+        self._client = self._cleanup_client = self._store = None
         if self._ledger is not None:
             self._ledger.engine.dispose()
             self._ledger = None
@@ -448,7 +448,8 @@ class BranchS3Resource(S3Resource):
             Bucket=bucket,
             Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(merged.items())]},
         )
-        self._bucket_tags.pop(bucket, None)  # read again when next asked
+        if self._store is not None:
+            self._store.forget_tags(bucket)  # read again when next asked
 
     def _create_bucket(self, client: Any, bucket: str) -> None:
         region = client.meta.region_name
@@ -497,8 +498,6 @@ class BranchS3Resource(S3Resource):
         """(Re)write the marker after checking that no other owner wrote it (one ``GET``, one
         ``PUT`` per run); its ``LastModified`` then tells :meth:`last_activity_of` when a run
         last wrote here."""
-        from dagster_branch.stores.s3_inventory import read_marker_owner
-
         d = self.deployment
         owner = self.resolved_owner()
         _, marked_by = read_marker_owner(self.get_cleanup_client(), bucket, key)
@@ -547,13 +546,41 @@ class BranchS3Resource(S3Resource):
 
     # -- BranchStore ----------------------------------------------------------------------------
 
+    def store_settings(self) -> S3StoreSettings:
+        """What the S3 store needs of this configuration (reads the deployment for the owner)."""
+        return S3StoreSettings(
+            store_key=self.store_key,
+            layout=self.layout(),
+            owner=self.resolved_owner(),
+            cleanup_strategy=self.cleanup_strategy,
+            cleanup_workers=self.cleanup_workers,
+            # Throttled keys get as many sends as botocore gives a request: max_attempts retries.
+            retry=RetryPolicy(
+                max_attempts=self.max_attempts + 1, base_delay=self.retry_base_delay_seconds
+            ),
+        )
+
+    def as_store(self) -> S3Store:
+        """The S3 store (inventory and removal), on :meth:`get_cleanup_client` and the ledger
+        at ``ledger_url`` (if set); made once, until :meth:`close`, so that it reads each
+        bucket's tags once."""
+        if self._store is None:
+            store = S3Store(
+                self.get_cleanup_client(),
+                self.store_settings(),
+                self.get_ledger() if self.ledger_url else None,
+                record_again=self.record_again,
+            )
+            with _CLIENT_LOCK:
+                if self._store is None:
+                    self._store = store
+        return self._store
+
     def list_namespaces(self) -> set[Namespace]:
         """Every namespace this resource's owner recorded here: ledger rows, namespace buckets
         with its tags, and (without a ledger) folders with its marker (paginated listings,
         never every key)."""
-        from dagster_branch.stores.s3_inventory import list_namespaces
-
-        return list_namespaces(self)
+        return self.as_store().list_namespaces()
 
     def claim_unowned_records(self) -> int:
         """Make this resource's owner the owner of its store's live ledger rows that have none
@@ -565,91 +592,30 @@ class BranchS3Resource(S3Resource):
     def unrecorded_objects(self) -> list[OwnedObject]:
         """Buckets or folders shaped like a namespace's that no record of this owner names:
         what ``dagster-branch orphans`` reports as unrecorded."""
-        from dagster_branch.stores.s3_inventory import unrecorded_objects
-
-        return unrecorded_objects(self)
-
-    def namespace_tag_of(self, bucket: str) -> BucketTags:
-        """Whether ``bucket`` exists and its ``dagster-branch/namespace`` tag.
-
-        One ``GetBucketTagging``, remembered for this resource instance when the bucket exists,
-        so that discovery, verification and removal read each bucket's tags once.
-        """
-        cached = self._bucket_tags.get(bucket)
-        if cached is None:
-            from dagster_branch.stores.s3_inventory import read_bucket_tags
-
-            cached = read_bucket_tags(self.get_cleanup_client(), bucket)
-            if cached.exists:
-                self._bucket_tags[bucket] = cached
-        return cached
+        return self.as_store().unrecorded_objects()
 
     def objects_of(self, namespace: Namespace) -> list[OwnedObject]:
         """The prefix or bucket ``namespace`` owns here (ledger and discovery, deduplicated)."""
-        from dagster_branch.stores.s3_inventory import objects_of
-
-        return objects_of(self, namespace)
+        return self.as_store().objects_of(namespace)
 
     def last_activity_of(self, namespace: Namespace) -> datetime | None:
-        """When a run last wrote ``namespace`` here, for the sensor's ``stale_after``
-        (:class:`~dagster_branch.detection.ReportsActivity`); ``None`` when unknown.
-
-        Cheap, never a listing of keys: with a ledger, its last activity for the namespace's
-        live rows (one statement; refreshed by each run's ``ensure_namespace``, to within the
-        ledger's ``touch_every``); without one, or when the ledger has no row, the
-        ``LastModified`` of the marker object (one ``HEAD``), which every run that writes
-        rewrites.
+        """When a run last wrote ``namespace`` here, for the sensor's ``stale_after``: the
+        ledger's last activity, else the marker's ``LastModified``; ``None`` when unknown
+        (:meth:`~dagster_branch.stores.s3.S3Store.last_activity_of`).
 
         Raises:
             DagsterBranchError: the ledger or S3 could not be read.
         """
-        latest: datetime | None = None
-        if self.ledger_url:
-            try:
-                latest = self.get_ledger().last_activity(namespace, store=self.store_key)
-            except SQLAlchemyError as exc:
-                raise DagsterBranchError(
-                    f"{self.store_key}: could not read the ledger for {namespace}: "
-                    f"{db_error_text(exc)}."
-                ) from exc
-        if latest is None:
-            latest = self._marker_written_at(namespace)
-        return latest
-
-    def _marker_written_at(self, namespace: Namespace) -> datetime | None:
-        layout = self.layout()
-        bucket, _ = layout.namespace_root(namespace)
-        try:
-            head = self.get_cleanup_client().head_object(
-                Bucket=bucket, Key=layout.marker_key(namespace)
-            )
-        except ClientError as exc:
-            if error_code(exc) in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}:
-                return None
-            raise DagsterBranchError(
-                f"{self.store_key}: could not read the marker of {namespace} in s3://{bucket}: "
-                f"{error_code(exc)}."
-            ) from exc
-        except BotoCoreError as exc:
-            raise DagsterBranchError(
-                f"{self.store_key}: could not reach S3 for the marker of {namespace}: "
-                f"{error_code(exc)}."
-            ) from exc
-        modified = head.get("LastModified")
-        return modified.astimezone(timezone.utc) if isinstance(modified, datetime) else None
+        return self.as_store().last_activity_of(namespace)
 
     def ownership_problem(self, obj: OwnedObject) -> str | None:
         """Why ``obj`` must not be removed by a cleanup of ``obj.namespace``, else ``None``."""
-        from dagster_branch.stores.s3_inventory import ownership_problem
-
-        return ownership_problem(self, obj)
+        return self.as_store().ownership_problem(obj)
 
     def survey(self, objects: Sequence[OwnedObject], *, limit: int) -> dict[OwnedObject, Survey]:
         """For the plan: every key, version, delete marker and incomplete upload of each prefix
         or bucket, counted in one listing that stops past ``limit`` and is kept for the purge."""
-        from dagster_branch.stores.s3_survey import survey
-
-        return survey(self, objects, limit=limit)
+        return self.as_store().survey(objects, limit=limit)
 
     def remove_objects(
         self,
@@ -661,9 +627,7 @@ class BranchS3Resource(S3Resource):
     ) -> list[RemovalResult]:
         """Purge (or expire) each prefix or bucket separately; never raises per object. With
         the plan's ``surveys`` it deletes what the plan listed instead of listing again."""
-        from dagster_branch.stores.s3_purge import remove_objects
-
-        return remove_objects(self, objects, dry_run=dry_run, log=log, surveys=surveys)
+        return self.as_store().remove_objects(objects, dry_run=dry_run, log=log, surveys=surveys)
 
     def record_again(self, objects: set[OwnedObject], *, log: logging.Logger) -> str | None:
         """Record objects that came back after the cleanup removed them: a new live ledger
@@ -691,20 +655,6 @@ class BranchS3Resource(S3Resource):
             log.error(f"Objects came back after the cleanup, but were not recorded: {reason}")
             return reason
         return None
-
-    def mark_removed(self, objects: Sequence[OwnedObject], *, log: logging.Logger) -> str | None:
-        """Mark ``objects`` dropped in the ledger, if one is configured.
-
-        Returns:
-            ``None`` when done (or nothing to do), else why the ledger could not be updated.
-            Never raises: the objects are gone either way, and the caller reports the rest.
-        """
-        if not self.ledger_url or not objects:
-            return None
-        reason = mark_removed(self.get_ledger(), self.store_key, objects)
-        if reason is not None:
-            log.error(f"Removed {len(objects)} object(s), but the ledger was not updated: {reason}")
-        return reason
 
 
 def _conflict(

@@ -36,9 +36,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from dagster_branch.stores.s3_batches import S3Calls
+from botocore.exceptions import ClientError
 
-__all__ = ["lean_call", "listing_pages", "prefetched_pages"]
+from dagster_branch.stores.s3_batches import Entry, S3Calls, error_code
+
+__all__ = ["is_versioned", "lean_call", "listing_pages", "prefetched_pages", "version_entries"]
 
 PAGE_SIZE = 1000  # the most keys one ListObjectsV2 page returns
 PAGES_AHEAD = 2  # most pages fetched and not yet consumed
@@ -154,3 +156,27 @@ def prefetched_pages(calls: S3Calls, **params: Any) -> Iterator[dict[str, Any]]:
                 return
     finally:
         prefetcher.close()
+
+
+def is_versioned(calls: S3Calls, bucket: str) -> bool:
+    """Versioning is on or suspended (versions may exist); ``False`` where not implemented."""
+    try:
+        status = calls.call("get_bucket_versioning", Bucket=bucket).get("Status")
+    except ClientError as exc:
+        if error_code(exc) in {"NotImplemented", "MethodNotAllowed"}:
+            return False  # S3-compatible stores without versioning
+        raise
+    return status in {"Enabled", "Suspended"}
+
+
+def version_entries(page: dict[str, Any]) -> list[Entry]:
+    """The versions and delete markers of one ``ListObjectVersions`` page."""
+    versions = [
+        Entry(v["Key"], v.get("VersionId") or "null", int(v.get("Size", 0)))
+        for v in page.get("Versions", [])
+    ]
+    markers = [
+        Entry(m["Key"], m.get("VersionId") or "null", 0, True)
+        for m in page.get("DeleteMarkers", [])
+    ]
+    return versions + markers

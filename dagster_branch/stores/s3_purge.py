@@ -1,4 +1,4 @@
-"""Removing a namespace's S3 objects fast, with the fewest requests, and nothing else.
+"""Emptying an S3 prefix or bucket fast, with the fewest requests: plain boto3, usable on its own.
 
 :func:`purge_prefix` empties one key prefix and :func:`purge_bucket` one bucket (then deletes it).
 Both can be used on their own with any boto3 client::
@@ -25,10 +25,8 @@ How it keeps to about two requests per 1,000 objects, the minimum of the S3 API:
   client's retry mode); the keys a batch reports as throttled inside a ``200`` answer are sent
   again alone (see :mod:`dagster_branch.stores.s3_batches`).
 
-:func:`remove_objects` is the :class:`~dagster_branch.BranchStore` side used by the cleanup job:
-it checks each object's ownership again, purges (or, with ``cleanup_strategy="expire"``, sets a
-lifecycle rule: see :mod:`dagster_branch.stores.s3_expire`), and marks what was removed dropped
-in the ledger.
+The S3 store (:mod:`dagster_branch.stores.s3`) purges a closed branch's prefix or bucket with these
+functions, after checking its ownership; nothing here knows about namespaces, ledgers or resources.
 """
 
 from __future__ import annotations
@@ -36,21 +34,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dagster_branch.errors import CleanupRefusedError, DagsterBranchError
-from dagster_branch.inventory import (
-    ObjectKind,
-    OwnedObject,
-    RemovalResult,
-    Survey,
-    ledger_not_updated,
-)
+from dagster_branch.errors import CleanupRefusedError
 from dagster_branch.stores.s3_batches import (
     DELETE_BATCH_SIZE,
     BatchOutcome,
@@ -60,21 +51,15 @@ from dagster_branch.stores.s3_batches import (
     delete_batch,
     error_code,
 )
-from dagster_branch.stores.s3_listing import listing_pages, prefetched_pages
+from dagster_branch.stores.s3_listing import (
+    is_versioned,
+    listing_pages,
+    prefetched_pages,
+    version_entries,
+)
+from dagster_branch.stores.s3_survey import S3Listing
 
-if TYPE_CHECKING:
-    from dagster_branch.resources.s3 import BranchS3Resource
-    from dagster_branch.stores.s3_survey import S3Listing
-
-__all__ = [
-    "PurgeReport",
-    "RetryPolicy",
-    "is_versioned",
-    "purge_bucket",
-    "purge_prefix",
-    "remove_objects",
-    "version_entries",
-]
+__all__ = ["PurgeReport", "RetryPolicy", "operation_of", "purge_bucket", "purge_prefix"]
 
 _logger = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 5.0
@@ -225,17 +210,6 @@ class _Deleter:
         self._pool.shutdown(wait=True)
 
 
-def is_versioned(calls: S3Calls, bucket: str) -> bool:
-    """Versioning is on or suspended (versions may exist); ``False`` where not implemented."""
-    try:
-        status = calls.call("get_bucket_versioning", Bucket=bucket).get("Status")
-    except ClientError as exc:
-        if error_code(exc) in {"NotImplemented", "MethodNotAllowed"}:
-            return False  # S3-compatible stores without versioning
-        raise
-    return status in {"Enabled", "Suspended"}
-
-
 def _abort_uploads(calls: S3Calls, report: PurgeReport) -> None:
     for page in listing_pages(
         calls, "list_multipart_uploads", Bucket=report.bucket, Prefix=report.prefix
@@ -273,19 +247,6 @@ def _purge_current(
             p.tick()
         elif entries:
             deleter.submit(entries)
-
-
-def version_entries(page: dict[str, Any]) -> list[Entry]:
-    """The versions and delete markers of one ``ListObjectVersions`` page."""
-    versions = [
-        Entry(v["Key"], v.get("VersionId") or "null", int(v.get("Size", 0)))
-        for v in page.get("Versions", [])
-    ]
-    markers = [
-        Entry(m["Key"], m.get("VersionId") or "null", 0, True)
-        for m in page.get("DeleteMarkers", [])
-    ]
-    return versions + markers
 
 
 def _purge_versions(
@@ -370,7 +331,7 @@ def _purge(
         if error_code(exc) == "NoSuchBucket":
             report.bucket_missing = True  # nothing to remove: a second run, or never created
         else:
-            report._fail(f"{_operation_of(exc)} failed: {error_code(exc)}")
+            report._fail(f"{operation_of(exc)} failed: {error_code(exc)}")
     finally:
         deleter.close()
         report.requests = dict(calls.requests)
@@ -380,7 +341,8 @@ def _purge(
     return report
 
 
-def _operation_of(exc: BaseException) -> str:
+def operation_of(exc: BaseException) -> str:
+    """The S3 operation a botocore error came from (``ListObjectsV2``), for messages."""
     return str(getattr(exc, "operation_name", "") or "S3 request")
 
 
@@ -479,184 +441,4 @@ def purge_bucket(
         versions_per_round=versions_per_round,
         delete_bucket=True,
         listing=listing,
-    )
-
-
-# -- the BranchStore side -----------------------------------------------------------------------
-
-
-def remove_objects(
-    resource: BranchS3Resource,
-    objects: Sequence[OwnedObject],
-    *,
-    dry_run: bool,
-    log: logging.Logger,
-    surveys: Mapping[OwnedObject, Survey] | None = None,
-) -> list[RemovalResult]:
-    """Remove each object separately; never raises for one object (see the module docstring).
-
-    With the plan's ``surveys``, each purge deletes what the counting pass listed instead of
-    listing it again, and a dry run reports those counts without a request.
-    """
-    client = resource.get_cleanup_client()
-    # Throttled keys get as many sends as botocore gives a request: max_attempts retries.
-    retry = RetryPolicy(
-        max_attempts=resource.max_attempts + 1, base_delay=resource.retry_base_delay_seconds
-    )
-    options: dict[str, Any] = {"workers": resource.cleanup_workers, "retry": retry, "log": log}
-    results: list[RemovalResult] = []
-    removed: list[OwnedObject] = []
-    for obj in objects:
-        problem = resource.ownership_problem(obj)
-        if problem is not None:
-            results.append(RemovalResult(obj=obj, removed=False, error=f"refused: {problem}"))
-            continue
-        bucket, prefix = (
-            (obj.name, "") if obj.kind is ObjectKind.BUCKET else (obj.container, obj.name)
-        )
-        assert bucket is not None  # ownership_problem refuses a prefix without a bucket
-        listing = _listing_of(surveys, obj, bucket, prefix)
-        try:
-            if resource.cleanup_strategy == "expire":
-                result = _expire(client, obj, bucket, prefix, dry_run, log)
-            elif dry_run and listing is not None:  # counted by the plan: no request
-                result = RemovalResult(
-                    obj=obj, removed=False, objects=listing.objects, bytes=listing.bytes
-                )
-            else:
-                options["listing"] = listing
-                if obj.kind is ObjectKind.BUCKET:
-                    report = purge_bucket(client, bucket, dry_run=dry_run, **options)
-                else:
-                    report = purge_prefix(client, bucket, prefix, dry_run=dry_run, **options)
-                log.info(report.describe())
-                result = _result_of(obj, report)
-        except (DagsterBranchError, ClientError, BotoCoreError) as exc:
-            results.append(RemovalResult(obj=obj, removed=False, error=_describe(exc)))
-            continue
-        results.append(result)
-        if result.removed:
-            removed.append(obj)
-    if removed:
-        results = _record_removals(resource, client, results, removed, log)
-    return results
-
-
-def _listing_of(
-    surveys: Mapping[OwnedObject, Survey] | None, obj: OwnedObject, bucket: str, prefix: str
-) -> S3Listing | None:
-    """The counting pass's complete listing of exactly this bucket and prefix, if any."""
-    from dagster_branch.stores.s3_survey import S3Listing
-
-    survey = surveys.get(obj) if surveys is not None else None
-    listing = survey.listing if survey is not None else None
-    if (
-        isinstance(listing, S3Listing)
-        and listing.complete
-        and (
-            listing.bucket,
-            listing.prefix,
-        )
-        == (bucket, prefix)
-    ):
-        return listing
-    return None
-
-
-RECREATED = (
-    "objects were written there again while the cleanup ran (a branch run still writing?), "
-    "so it stays recorded; run the cleanup again once the branch stopped writing"
-)
-
-
-def _record_removals(
-    resource: BranchS3Resource,
-    client: Any,
-    results: list[RemovalResult],
-    removed: list[OwnedObject],
-    log: logging.Logger,
-) -> list[RemovalResult]:
-    """Mark dropped only what is verifiably gone: S3 is asked before the ledger update (what
-    is back is not marked) and after it (what came back meanwhile is recorded again: a new
-    ledger row, or the marker object). A few requests per removed prefix or bucket."""
-    from dagster_branch.stores.s3_inventory import has_anything, read_bucket_tags
-
-    def still_there(obj: OwnedObject) -> bool:
-        if obj.kind is ObjectKind.BUCKET:
-            return read_bucket_tags(client, obj.name).exists
-        return has_anything(client, obj.container or "", obj.name)
-
-    back = {obj for obj in removed if still_there(obj)}
-    failed = resource.mark_removed([o for o in removed if o not in back], log=log)
-    if failed is None:
-        late = {obj for obj in removed if obj not in back and still_there(obj)}
-        if resource.ledger_url:
-            failed = resource.record_again(late, log=log)
-        else:  # the marker went with the purge: what is back must be marked again
-            failed = resource.record_again(back | late, log=log)
-        back |= late
-    for obj in sorted(back):
-        log.warning(f"{obj.qualified_name}: {RECREATED}")
-    results = [replace(r, removed=False, error=RECREATED) if r.obj in back else r for r in results]
-    return ledger_not_updated(results, failed) if failed is not None else results
-
-
-def _expire(
-    client: Any,
-    obj: OwnedObject,
-    bucket: str,
-    prefix: str,
-    dry_run: bool,
-    log: logging.Logger,
-) -> RemovalResult:
-    """The ``expire`` strategy: a lifecycle rule now (pending), and on a later run, once S3 has
-    emptied the prefix or bucket, the rule taken off again (or the empty bucket deleted)."""
-    from dagster_branch.stores.s3_expire import (
-        expire_bucket,
-        expire_prefix,
-        expiry_rule_ids,
-        remove_lifecycle_rules,
-    )
-    from dagster_branch.stores.s3_inventory import has_anything
-
-    if not has_anything(client, bucket, prefix):
-        if dry_run:
-            return RemovalResult(obj=obj, removed=False)
-        if obj.kind is ObjectKind.BUCKET:
-            report = purge_bucket(client, bucket, log=log)  # empty: 4 requests
-            return _result_of(obj, report)
-        remove_lifecycle_rules(client, bucket, expiry_rule_ids(prefix))
-        return RemovalResult(obj=obj, removed=True)
-    if dry_run:
-        log.info(f"Dry run: would set an expiry rule on {obj.qualified_name}")
-        return RemovalResult(obj=obj, removed=False, pending=True)
-    if obj.kind is ObjectKind.BUCKET:
-        rule = expire_bucket(client, bucket)
-    else:
-        rule = expire_prefix(client, bucket, prefix)
-    log.info(
-        f"Set lifecycle rule {rule!r} on {obj.qualified_name}: S3 deletes its objects within "
-        "about a day; a later cleanup run then removes what is left."
-    )
-    return RemovalResult(obj=obj, removed=False, pending=True)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ClientError | BotoCoreError):
-        return f"{_operation_of(exc)} failed: {error_code(exc)}"
-    return str(exc)
-
-
-def _result_of(obj: OwnedObject, report: PurgeReport) -> RemovalResult:
-    error = None
-    if not report.ok:
-        shown = "; ".join(report.failures[:5])
-        count = f"{report.failed_objects} object(s) not removed" if report.failed_objects else ""
-        error = ", ".join(part for part in (count, shown) if part)
-    return RemovalResult(
-        obj=obj,
-        removed=report.ok and not report.dry_run,
-        objects=report.objects,
-        bytes=report.bytes,
-        error=error,
     )

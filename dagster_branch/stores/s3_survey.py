@@ -16,22 +16,15 @@ little memory, and the run is refused before anything is removed. The listing is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from dagster_branch.errors import DagsterBranchError
-from dagster_branch.inventory import ObjectKind, OwnedObject, Survey
 from dagster_branch.stores.s3_batches import Entry, S3Calls, error_code
-from dagster_branch.stores.s3_listing import listing_pages
-from dagster_branch.stores.s3_purge import is_versioned, version_entries
+from dagster_branch.stores.s3_listing import is_versioned, listing_pages, version_entries
 
-if TYPE_CHECKING:
-    from dagster_branch.resources.s3 import BranchS3Resource
-
-__all__ = ["CARRY_LIMIT", "S3Listing", "count_prefix", "survey"]
+__all__ = ["CARRY_LIMIT", "S3Listing", "count_prefix"]
 
 CARRY_LIMIT = 100_000
 
@@ -124,32 +117,3 @@ def _count(calls: S3Calls, bucket: str, prefix: str, limit: int) -> S3Listing:
         entries=tuple(kept) if complete and kept is not None else None,
         requests=calls.total_requests,
     )
-
-
-def survey(
-    resource: BranchS3Resource, objects: Sequence[OwnedObject], *, limit: int
-) -> dict[OwnedObject, Survey]:
-    """Count each prefix or bucket (:func:`count_prefix`), the plan's remaining ``limit`` shared
-    across them; an object refused for its ownership is counted as one and not listed."""
-    client = resource.get_cleanup_client()
-    surveys: dict[OwnedObject, Survey] = {}
-    left = limit
-    for obj in objects:
-        if resource.ownership_problem(obj) is not None:
-            surveys[obj] = Survey()  # verification refuses the plan; nothing to list
-            continue
-        bucket, prefix = (
-            (obj.name, "") if obj.kind is ObjectKind.BUCKET else (obj.container, obj.name)
-        )
-        try:
-            listing = count_prefix(client, bucket or "", prefix, limit=max(left, 0))
-        except (ClientError, BotoCoreError) as exc:
-            raise DagsterBranchError(
-                f"Could not count the objects of {obj.qualified_name}: "
-                f"{getattr(exc, 'operation_name', 'S3 request')} failed ({error_code(exc)}); "
-                "nothing is removed until they can be counted. Run again later."
-            ) from exc
-        contents = listing.contents + (obj.kind is ObjectKind.BUCKET)
-        left -= contents
-        surveys[obj] = Survey(contents=contents, complete=listing.complete, listing=listing)
-    return surveys

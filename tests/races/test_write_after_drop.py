@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from dagster_branch import BranchDatabaseResource, BranchS3Resource, Namespace
 from dagster_branch.cleanup.plan import build_cleanup_plan
 from dagster_branch.ledger import Ledger
-from dagster_branch.stores.s3_purge import RECREATED as LAKE_RECREATED
+from dagster_branch.stores.s3 import RECREATED as LAKE_RECREATED
 from dagster_branch.stores.warehouse import RECREATED as WAREHOUSE_RECREATED
 from tests.cleanup.world import PRODUCTION, branch_env, deployment
 from tests.faults.proxy import TcpFaultProxy
