@@ -57,15 +57,16 @@ class Decision:
     Attributes:
         clean: whether the namespace should be cleaned now.
         reason: one readable sentence saying why.
-        closed_at: when it became cleanable: the pull request's closing (or merge) time, or for
-            a stale namespace its last activity. Stable between calls, so it keys the run.
+        ended_at: when the namespace's work ended: the pull request's closing (or merge)
+            time, or for a stale namespace its last activity (the time it went idle, not a
+            closing). Stable between calls, so it keys the run.
         kind: the rule that decided.
         state: the pull request state the decision was made from, if any.
     """
 
     clean: bool
     reason: str
-    closed_at: datetime | None = None
+    ended_at: datetime | None = None
     kind: DecisionKind = DecisionKind.UNKNOWN
     state: PullRequestState | None = None
 
@@ -138,14 +139,14 @@ def should_clean(
                 False,
                 f"{label} was {state.state.value} {_ago(now - finished_at)}; waiting for the "
                 f"grace period of {grace_period} (until {ready_at.isoformat()})",
-                closed_at=finished_at,
+                ended_at=finished_at,
                 kind=DecisionKind.WAITING,
                 state=state,
             )
         return Decision(
             True,
             f"{label} was {state.state.value} {_ago(now - finished_at)}",
-            closed_at=finished_at,
+            ended_at=finished_at,
             kind=DecisionKind.FINISHED,
             state=state,
         )
@@ -155,7 +156,7 @@ def should_clean(
             True,
             f"{label} is open but untouched since {activity.isoformat()} "
             f"({_ago(now - activity)}; stale after {stale_after})",
-            closed_at=activity,
+            ended_at=activity,
             kind=DecisionKind.STALE,
             state=state,
         )
@@ -197,7 +198,7 @@ def _without_pull_request(
         True,
         f"it has no pull request and was last written {_ago(now - last_activity)} "
         f"(stale after {stale_after})",
-        closed_at=last_activity,
+        ended_at=last_activity,
         kind=DecisionKind.STALE,
     )
 

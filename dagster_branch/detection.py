@@ -5,7 +5,7 @@ One tick, shared by the cleanup sensor, the nightly schedule and the ``orphans``
 1. live namespaces: the union of ``list_namespaces()`` over the branch-aware stores;
 2. their pull requests' states, from the source (cheap thanks to the source's cursor);
 3. :func:`~dagster_branch.decision.should_clean` for each;
-4. one ``RunRequest`` per namespace to clean, keyed ``cleanup:<namespace>:<closed at>``.
+4. one ``RunRequest`` per namespace to clean, keyed ``cleanup:<namespace>:<ended at>``.
 
 It fails closed: a store or source that cannot answer turns the tick into a skip reason that says
 why, with no run request; a namespace whose state is unknown is kept.
@@ -181,10 +181,12 @@ def evaluate_namespaces(
 
 
 def cleanup_run_key(namespace: Namespace, decision: Decision) -> str:
-    """``cleanup:<namespace>:<closed at>``: one cleanup run per closing of a pull request."""
-    if not decision.clean or decision.closed_at is None:
+    """``cleanup:<namespace>:<ended at>``: one cleanup run per closing of a pull request (or
+    per idle spell of a stale namespace). The format is unchanged since the field was called
+    ``closed_at``, so runs requested before are still recognised."""
+    if not decision.clean or decision.ended_at is None:
         raise ValueError(f"{namespace} is not to be cleaned: {decision.reason}")
-    return f"cleanup:{namespace.key}:{decision.closed_at.isoformat()}"
+    return f"cleanup:{namespace.key}:{decision.ended_at.isoformat()}"
 
 
 def cleanup_run_request(
@@ -316,7 +318,7 @@ def run_cleanup_tick(
     already = 0
     cleanable = [(ns, d) for ns, d in evaluation.decisions.items() if d.clean]
     cleanable.sort(
-        key=lambda item: (item[1].closed_at or datetime.max.replace(tzinfo=timezone.utc), item[0])
+        key=lambda item: (item[1].ended_at or datetime.max.replace(tzinfo=timezone.utc), item[0])
     )
     current = now or datetime.now(timezone.utc)
     for namespace, decision in cleanable:

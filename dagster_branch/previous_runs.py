@@ -1,11 +1,11 @@
 """A namespace still live after its cleanup ran: when to request the cleanup again.
 
-A cleanup run is keyed by the pull request's closing (``cleanup:pr_42:<closed at>``), so Dagster
+A cleanup run is keyed by the pull request's closing (``cleanup:pr_42:<ended at>``), so Dagster
 launches it once per closing. The namespace can still be live after that run finished: the run
 failed (a store was down, a ledger update was lost), it was cancelled, or a branch deployment
 still running after the merge wrote again. The sensor then looks at the namespace's last cleanup
 run and, once it has been finished for ``retry_after``, requests attempt 2, 3, … (run keys
-``cleanup:pr_42:<closed at>:attempt-2``), up to ``max_attempts``; after that it says so in the
+``cleanup:pr_42:<ended at>:attempt-2``), up to ``max_attempts``; after that it says so in the
 tick's log and leaves the namespace to a person (``dagster-branch cleanup --pr 42``).
 
 Example::

@@ -29,7 +29,7 @@ def test_merged_past_the_grace_period_is_cleaned_with_its_closing_time() -> None
     assert decision == Decision(
         clean=True,
         reason="pull request #42 was merged 1 hour ago",
-        closed_at=NOW - timedelta(hours=1),
+        ended_at=NOW - timedelta(hours=1),
         kind=DecisionKind.FINISHED,
         state=merged(60),
     )
@@ -50,7 +50,7 @@ def test_open_is_kept_unless_stale_after_is_set_and_it_is_idle() -> None:
     assert not should_clean(PR42, touched, now=NOW, stale_after=timedelta(days=31)).clean
     stale = should_clean(PR42, touched, now=NOW, stale_after=timedelta(days=14))
     assert stale.clean and stale.kind is DecisionKind.STALE
-    assert stale.closed_at == touched.updated_at
+    assert stale.ended_at == touched.updated_at
     assert not stale.requires_closed, "nothing is closed: the job must not insist"
 
 
@@ -117,7 +117,7 @@ def test_finished_is_cleaned_exactly_when_the_grace_period_has_passed(
     pull = PullRequestState(number=42, state=state, closed_at=closed_at)
     decision = should_clean(PR42, pull, now=NOW, grace_period=timedelta(minutes=grace_minutes))
     assert decision.clean == (minutes_ago >= grace_minutes)
-    assert decision.closed_at == closed_at
+    assert decision.ended_at == closed_at
 
 
 @given(

@@ -118,7 +118,7 @@ def orphans(
                         "decision": d.kind.value,
                         "state": d.state.state.value if d.state is not None else None,
                         "pull_request": d.state.number if d.state is not None else None,
-                        "closed_at": d.closed_at.isoformat() if d.closed_at else None,
+                        "ended_at": d.ended_at.isoformat() if d.ended_at else None,
                         "reason": d.reason,
                     }
                     for ns, d in rows
