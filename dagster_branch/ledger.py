@@ -47,7 +47,7 @@ from dagster_branch.dialects import (
     is_write_conflict,
 )
 from dagster_branch.errors import DagsterBranchError, OwnershipConflictError
-from dagster_branch.inventory import ObjectKind, OwnedObject
+from dagster_branch.inventory import ObjectKind, OwnedObject, merge_sources
 from dagster_branch.naming import Namespace
 from dagster_branch.ownership import OWNER_MAX_LENGTH, Owner
 
@@ -129,6 +129,17 @@ class LedgerInventory:
     unowned: list[LedgerEntry] = field(default_factory=list)
     # (backend, container, name) of objects another owner recorded, and that owner.
     foreign: dict[tuple[str, str | None, str], Owner] = field(default_factory=dict)
+
+    def unrecorded(self, discovered: Iterable[OwnedObject]) -> list[OwnedObject]:
+        """What a store found by name (``discovered``) or holds rows without owner for, that no
+        record of this owner names; objects another owner recorded are left out."""
+        mine = {e.identity for e in self.records}
+        objects = [e.to_owned() for e in self.unowned] + [
+            obj
+            for obj in discovered
+            if obj.identity not in self.foreign and obj.identity not in mine
+        ]
+        return [obj for obj in merge_sources(objects) if not obj.recorded]
 
 
 def _ledger_table(control_schema: str | None) -> sa.Table:

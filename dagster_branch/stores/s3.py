@@ -310,14 +310,7 @@ class S3Store:
     def unrecorded_objects(self) -> list[OwnedObject]:
         """Buckets or folders shaped like a namespace's that no record of this owner names (found
         by name only, or recorded before owners were kept); another owner's are left out."""
-        found = self._inventory(None)
-        mine = {e.identity for e in found.records}
-        objects = [e.to_owned() for e in found.unowned] + [
-            obj
-            for obj in self._discovered()
-            if obj.identity not in mine and obj.identity not in found.foreign
-        ]
-        return [obj for obj in merge_sources(objects) if not obj.recorded]
+        return self._inventory(None).unrecorded(self._discovered())
 
     def discover_objects(self, namespace: Namespace) -> list[OwnedObject]:
         """The namespace's bucket or prefix, if it exists in S3 now (another owner's left out)."""

@@ -239,14 +239,7 @@ class WarehouseStore:
         """Every object shaped like a namespace's that no record of this owner names: found by
         name only, or recorded without owner. Another owner's objects are left out. Two
         statements (the ledger, the catalog)."""
-        found = self._inventory(None)
-        mine = {e.identity for e in found.records}
-        objects = [e.to_owned() for e in found.unowned] + [
-            obj
-            for obj in self.discover()
-            if obj.identity not in found.foreign and obj.identity not in mine
-        ]
-        return [obj for obj in merge_sources(objects) if not obj.recorded]
+        return self._inventory(None).unrecorded(self.discover())
 
     def last_activity_of(self, namespace: Namespace) -> datetime | None:
         """When a run last wrote ``namespace`` here: the ledger's last activity among its live
