@@ -136,3 +136,14 @@ def duckdb_url(tmp_path: Path) -> str:
 def sqlite_url(tmp_path: Path) -> str:
     """SQLAlchemy URL of a SQLite file in the test's folder."""
     return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+
+
+# -- parallel runs ------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(optionalhook=True)  # only called when pytest-xdist is installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``make test``'s scheduling (:mod:`tests.support.scheduling`)."""
+    from tests.support.scheduling import SlowFirstScheduling
+
+    return SlowFirstScheduling(config, log)

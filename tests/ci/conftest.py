@@ -93,7 +93,8 @@ def dagster_plus_standin() -> Iterator[DagsterPlusStandIn]:
 def played(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Future[Any]]]:
-    """Each selected module's ``play`` result (a future), keyed by the module's name."""
+    """Each selected module's ``play`` result (a future), keyed by the module's name (under
+    pytest-xdist, tests/support/scheduling.py keeps these modules on one worker)."""
     modules = {item.module for item in request.session.items if hasattr(item.module, "play")}
     with ExitStack() as stack, ThreadPoolExecutor(max(len(modules), 1)) as pool:
         futures = {}

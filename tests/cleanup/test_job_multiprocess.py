@@ -16,6 +16,10 @@ from tests.cleanup.multiprocess_job import WORLD_VARIABLE, cleanup_job
 from tests.cleanup.world import PRODUCTION, World, of_pr_7, outside_pr_7, snapshot
 from tests.sources.stand_ins import GitHubStandIn
 
+# Steps fork from a server that imported the job's module once (Dagster's documented way to cut
+# the per-step start-up); each step is still a process of its own.
+FORKSERVER = {"multiprocess": {"start_method": {"forkserver": {}}}}
+
 
 def test_removal_steps_run_in_separate_processes_and_remove_exactly_pr_7(
     pg_world: World,
@@ -39,7 +43,7 @@ def test_removal_steps_run_in_separate_processes_and_remove_exactly_pr_7(
         dg.execute_job(
             dg.reconstructable(cleanup_job),
             instance=instance,
-            run_config={**cleanup_config("pr_7"), "execution": {"config": {"multiprocess": {}}}},
+            run_config={**cleanup_config("pr_7"), "execution": {"config": FORKSERVER}},
         ) as result,
     ):
         assert result.success
