@@ -7,13 +7,11 @@ source, requests the cleanup, and the cleanup job runs with exactly that run con
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 
@@ -35,35 +33,11 @@ from tests.sources.stand_ins import (
     json_response,
 )
 from tests.sources.test_git import commit, git
+from tests.support.deployments import Deploy, deploy
+
+__all__ = ["deploy"]  # the fixture, for the tests below
 
 NOW = datetime.now(timezone.utc)
-DEPLOYMENT_VARIABLES = (
-    "DAGSTER_CLOUD_DEPLOYMENT_NAME",
-    "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT",
-    "DAGSTER_CLOUD_PULL_REQUEST_ID",
-    "DAGSTER_CLOUD_GIT_BRANCH",
-)
-
-Deploy = Callable[..., None]
-
-
-@pytest.fixture
-def deploy(monkeypatch: pytest.MonkeyPatch) -> Deploy:
-    """Switch the environment to production, or to a branch deployment (with or without PR)."""
-
-    def switch(kind: str, *, pr: int | None = None, branch: str | None = None) -> None:
-        for name in DEPLOYMENT_VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-        if kind == "production":
-            monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", "prod")
-            return
-        monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", "5f2c0a9e1b7d")
-        monkeypatch.setenv("DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", "1")
-        monkeypatch.setenv("DAGSTER_CLOUD_GIT_BRANCH", branch or f"feature/pr-{pr}")
-        if pr is not None:
-            monkeypatch.setenv("DAGSTER_CLOUD_PULL_REQUEST_ID", str(pr))
-
-    return switch
 
 
 def write_table(url: str) -> None:

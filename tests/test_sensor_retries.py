@@ -18,13 +18,10 @@ from dagster_branch import GitHubPullRequests
 from dagster_branch.detection import CleanupPolicy
 from dagster_branch.previous_runs import FollowUp, PreviousRun, follow_up
 from tests.sources.stand_ins import GitHubStandIn
-from tests.test_sensor_end_to_end import (
-    Deploy,
-    deploy,  # noqa: F401  (the fixture)
-    production_defs,
-    schemas,
-    write_table,
-)
+from tests.support.deployments import Deploy, deploy
+
+__all__ = ["deploy"]  # the fixture, for the tests below
+from tests.test_sensor_end_to_end import production_defs, schemas, write_table
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 BASE = "cleanup:pr_7:2026-11-27T10:00:00+00:00"
@@ -100,7 +97,7 @@ def closed_pull_request(
 def test_objects_written_after_the_cleanup_are_cleaned_by_a_second_run_then_left(
     duckdb_url: str,
     httpserver: HTTPServer,
-    deploy: Deploy,  # noqa: F811 (imported fixture)
+    deploy: Deploy,
 ) -> None:
     source = closed_pull_request(httpserver, 7, duckdb_url, deploy)
     write_table(duckdb_url)  # production's own table
@@ -135,7 +132,7 @@ def test_objects_written_after_the_cleanup_are_cleaned_by_a_second_run_then_left
 def test_a_live_namespace_is_not_requested_again_before_retry_after(
     duckdb_url: str,
     httpserver: HTTPServer,
-    deploy: Deploy,  # noqa: F811 (imported fixture)
+    deploy: Deploy,
 ) -> None:
     source = closed_pull_request(httpserver, 8, duckdb_url, deploy)
     defs = production_defs(duckdb_url, source, policy=CleanupPolicy(retry_after=timedelta(hours=1)))

@@ -14,6 +14,7 @@ from dagster_branch.sources.github import GitHubPullRequests
 from tests.cleanup.helpers import CLEANUP_JOB, cleanup_config
 from tests.cleanup.world import PRODUCTION, World, deployment
 from tests.sources.stand_ins import GitHubStandIn
+from tests.support.deployments import deploy as deploy  # the fixture, for every cleanup test
 
 URL_FIXTURES = {"postgresql": "postgres_url", "duckdb": "duckdb_url", "sqlite": "sqlite_url"}
 

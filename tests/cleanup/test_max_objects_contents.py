@@ -23,8 +23,6 @@ from dagster_branch.stores.s3_survey import count_prefix
 from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
     BUCKET,
-    Deployments,
-    deploy,
     lake,
     live_ledger,
     run_cleanup,
@@ -34,26 +32,23 @@ from tests.faults.world import (
     write_files,
     write_tables,
 )
-
-__all__ = ["deploy"]  # the fixture
+from tests.support.deployments import Deploy
 
 PR_7 = Namespace.parse("pr_7")
 LOG = logging.getLogger("test.max_objects")
 
 
-def _build(
-    postgres_url: str, endpoint: str, s3_client: Any, deploy: Deployments, keys: int
-) -> None:
+def _build(postgres_url: str, endpoint: str, s3_client: Any, deploy: Deploy, keys: int) -> None:
     """Production's table and file; PR 7's schema with 60 tables and ``keys`` lake keys."""
     s3_client.create_bucket(Bucket=BUCKET)
-    deploy.production()
+    deploy("production")
     write_tables(postgres_url)
     write_files(lake(endpoint, postgres_url), {"orders.csv": b"production"})
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     write_tables(postgres_url, [f"t{n}" for n in range(60)])
     write_files(lake(endpoint, postgres_url), {"orders.csv": b"pr 7"})
     seed_keys(endpoint, BUCKET, [f"_branches/pr_7/lake/bulk/{n:05}.csv" for n in range(keys - 1)])
-    deploy.production()
+    deploy("production")
 
 
 def _stores(postgres_url: str, endpoint: str) -> dict[str, Any]:
@@ -71,7 +66,7 @@ def _tables(url: str) -> set[str]:
 
 
 def test_a_plan_over_the_limit_by_its_contents_removes_nothing(
-    postgres_url: str, s3_endpoint: str, s3_client: Any, deploy: Deployments
+    postgres_url: str, s3_endpoint: str, s3_client: Any, deploy: Deploy
 ) -> None:
     _build(postgres_url, s3_endpoint, s3_client, deploy, keys=300)
     tables, keys = _tables(postgres_url), s3_snapshot(s3_endpoint)
@@ -91,7 +86,7 @@ def test_a_plan_over_the_limit_by_its_contents_removes_nothing(
 
 
 def test_the_plan_and_the_dry_run_report_the_contents_and_a_plan_within_the_limit_runs(
-    postgres_url: str, s3_endpoint: str, s3_client: Any, deploy: Deployments
+    postgres_url: str, s3_endpoint: str, s3_client: Any, deploy: Deploy
 ) -> None:
     _build(postgres_url, s3_endpoint, s3_client, deploy, keys=30)
     s3_client.create_multipart_upload(Bucket=BUCKET, Key="_branches/pr_7/lake/big.parquet")
@@ -137,7 +132,7 @@ def test_versions_delete_markers_and_uploads_are_counted(s3_endpoint: str, s3_cl
 
 @pytest.mark.parametrize("keys", [2_100])
 def test_a_purge_within_the_limit_lists_once_and_counting_stops_past_it(
-    postgres_url: str, s3_endpoint: str, s3_client: Any, deploy: Deployments, keys: int
+    postgres_url: str, s3_endpoint: str, s3_client: Any, deploy: Deploy, keys: int
 ) -> None:
     _build(postgres_url, s3_endpoint, s3_client, deploy, keys=keys)
     store = lake(s3_endpoint, postgres_url)

@@ -21,15 +21,12 @@ from dagster_branch.cleanup.report import StoreRemoval
 from dagster_branch.stores.drop_order import schema_contents
 from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
-    Deployments,
-    deploy,
     live_ledger,
     run_cleanup,
     warehouse,
     write_tables,
 )
-
-__all__ = ["deploy"]  # the fixture
+from tests.support.deployments import Deploy
 
 PR_7 = Namespace.parse("pr_7")
 
@@ -68,14 +65,14 @@ def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
         engine.dispose()
 
 
-def _build(url: str, deploy: Deployments) -> None:
+def _build(url: str, deploy: Deploy) -> None:
     """Production's analytics.orders; PR 7's tables in analytics__pr_7 and marts__pr_7."""
-    deploy.production()
+    deploy("production")
     write_tables(url)
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     write_tables(url)
     write_tables(url, base_schema="marts", store_key="marts")
-    deploy.production()
+    deploy("production")
 
 
 def _stores(url: str) -> dict[str, Any]:
@@ -92,7 +89,7 @@ def _removal(result: dg.ExecuteInProcessResult, store_key: str) -> StoreRemoval:
 
 
 def test_postgresql_schema_with_production_dependents_is_refused_and_the_rest_goes_on(
-    postgres_url: str, deploy: Deployments
+    postgres_url: str, deploy: Deploy
 ) -> None:
     _build(postgres_url, deploy)
     _execute(postgres_url, *POSTGRES_DEPENDENTS)
@@ -133,7 +130,7 @@ def test_postgresql_schema_with_production_dependents_is_refused_and_the_rest_go
 
 
 def test_the_server_refuses_a_dependent_created_after_the_check(
-    postgres_url: str, deploy: Deployments
+    postgres_url: str, deploy: Deploy
 ) -> None:
     """No CASCADE: a dependent the check did not see (created between the plan and the drop)
     makes PostgreSQL itself refuse the drop, and the schema stays whole."""
@@ -160,7 +157,7 @@ def test_the_server_refuses_a_dependent_created_after_the_check(
 
 
 def test_the_restrict_drop_takes_a_few_statements_per_schema(
-    postgres_url: str, deploy: Deployments
+    postgres_url: str, deploy: Deploy
 ) -> None:
     _build(postgres_url, deploy)
     _execute(
@@ -212,12 +209,12 @@ def test_the_restrict_drop_takes_a_few_statements_per_schema(
 
 
 def test_a_table_prefix_table_with_a_production_view_is_refused(
-    postgres_url: str, deploy: Deployments
+    postgres_url: str, deploy: Deploy
 ) -> None:
     options = {"strategy": "table_prefix", "branch_schema": "dev"}
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     write_tables(postgres_url, ("orders", "items"), **options)
-    deploy.production()
+    deploy("production")
     write_tables(postgres_url)
     _execute(postgres_url, "CREATE VIEW analytics.pr_orders AS SELECT id FROM dev.pr_7__orders")
 
@@ -234,7 +231,7 @@ def test_a_table_prefix_table_with_a_production_view_is_refused(
 
 
 def test_duckdb_production_columns_of_a_branch_type_are_not_dropped(
-    duckdb_url: str, deploy: Deployments
+    duckdb_url: str, deploy: Deploy
 ) -> None:
     """DuckDB's CASCADE dropped production tables whose columns use a branch-defined enum."""
     _build(duckdb_url, deploy)

@@ -25,6 +25,7 @@ from dagster_branch.naming import Namespace
 from dagster_branch.resources.s3 import BranchS3Resource
 from dagster_branch.stores.s3_batches import Entry, RetryPolicy, S3Calls, delete_batch
 from dagster_branch.stores.s3_purge import purge_bucket, purge_prefix
+from tests.support.deployments import Deploy
 
 BUCKET = "acme-data"
 PR_4 = "_branches/pr_4/"
@@ -369,28 +370,16 @@ def _resource(endpoint: str, **extra: Any) -> BranchS3Resource:
     )
 
 
-def _deploy_branch(monkeypatch: pytest.MonkeyPatch, pr: int) -> None:
-    monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", f"a1b2c3{pr}")
-    monkeypatch.setenv("DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", "1")
-    monkeypatch.setenv("DAGSTER_CLOUD_PULL_REQUEST_ID", str(pr))
-
-
-def _deploy_production(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", raising=False)
-    monkeypatch.delenv("DAGSTER_CLOUD_PULL_REQUEST_ID", raising=False)
-    monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", "prod")
-
-
 def test_store_removal_purges_marks_the_ledger_and_refuses_what_is_not_owned(
-    s3_endpoint: str, s3_client: Any, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    s3_endpoint: str, s3_client: Any, sqlite_url: str, deploy: Deploy
 ) -> None:
     s3_client.create_bucket(Bucket=BUCKET)
     put_many(s3_client, BUCKET, ["lake/orders.csv"], b"production")
     for pr in (7, 8):
-        _deploy_branch(monkeypatch, pr)
+        deploy("branch", pr=pr)
         lake = _resource(s3_endpoint, ledger_url=sqlite_url)
         put_many(lake.get_client(), BUCKET, [lake.key(f"part-{i}.csv") for i in range(40)])
-    _deploy_production(monkeypatch)
+    deploy("production")
     lake = _resource(s3_endpoint, ledger_url=sqlite_url)
     pr_7 = Namespace.parse("pr_7")
     before_others = versions(s3_client, BUCKET) - versions(s3_client, BUCKET, "_branches/pr_7/")
@@ -430,7 +419,7 @@ def test_store_removal_purges_marks_the_ledger_and_refuses_what_is_not_owned(
 
 
 def test_expire_strategy_sets_a_merged_lifecycle_rule_then_finishes_once_empty(
-    s3_endpoint: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch
+    s3_endpoint: str, s3_client: Any, deploy: Deploy
 ) -> None:
     s3_client.create_bucket(Bucket=BUCKET)
     team_rule = {
@@ -442,10 +431,10 @@ def test_expire_strategy_sets_a_merged_lifecycle_rule_then_finishes_once_empty(
     s3_client.put_bucket_lifecycle_configuration(
         Bucket=BUCKET, LifecycleConfiguration={"Rules": [team_rule]}
     )
-    _deploy_branch(monkeypatch, 5)
+    deploy("branch", pr=5)
     branch = _resource(s3_endpoint)
     put_many(branch.get_client(), BUCKET, [branch.key(f"{i}.csv") for i in range(20)])
-    _deploy_production(monkeypatch)
+    deploy("production")
     lake = _resource(s3_endpoint, cleanup_strategy="expire")
     [obj] = lake.objects_of(Namespace.parse("pr_5"))
     log = logging.getLogger("test.purge")

@@ -10,10 +10,10 @@ import requests
 import sqlalchemy as sa
 from moto.server import ThreadedMotoServer
 
+from tests.support.deployments import deploy
 from tests.support.servers import free_port
 
 from .proxy import HttpFaultProxy, TcpFaultProxy
-from .world import deploy
 
 
 @dataclass(frozen=True)

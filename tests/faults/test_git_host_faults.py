@@ -34,10 +34,10 @@ from tests.sources.stand_ins import (
     json_response,
     rate_limited,
 )
+from tests.support.deployments import Deploy
 
 from .proxy import Drop, Forward, HttpFaultProxy, Rule, Truncate, bad_gateway
 from .world import (
-    Deployments,
     database_snapshot,
     run_cleanup,
     warehouse,
@@ -49,14 +49,14 @@ TOKEN = "ghp_faults"
 
 
 @pytest.fixture
-def world(duckdb_url: str, deploy: Deployments) -> str:
+def world(duckdb_url: str, deploy: Deploy) -> str:
     """Production, pr_7 and pr_8 have each written their ``orders`` table."""
-    deploy.production()
+    deploy("production")
     write_tables(duckdb_url)
     for pr in (7, 8):
-        deploy.branch(pr=pr)
+        deploy("branch", pr=pr)
         write_tables(duckdb_url)
-    deploy.production()
+    deploy("production")
     return duckdb_url
 
 

@@ -15,10 +15,10 @@ import dagster as dg
 import sqlalchemy as sa
 
 from tests.cleanup.helpers import failure_text
+from tests.support.deployments import Deploy
 
 from .proxy import TcpFaultProxy
 from .world import (
-    Deployments,
     database_snapshot,
     live_ledger,
     run_cleanup,
@@ -30,14 +30,14 @@ from .world import (
 BASES = ("analytics", "marts")
 
 
-def _build_world(url: str, deploy: Deployments) -> None:
+def _build_world(url: str, deploy: Deploy) -> None:
     for base in BASES:
-        deploy.production()
+        deploy("production")
         write_tables(url, ("orders", "users"), base_schema=base, store_key=base)
         for pr in (7, 8):
-            deploy.branch(pr=pr)
+            deploy("branch", pr=pr)
             write_tables(url, ("orders",), base_schema=base, store_key=base)
-    deploy.production()
+    deploy("production")
 
 
 def _stores(url: str) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def _without(snapshot: dict[str, str], *names: str) -> dict[str, str]:
 
 
 def test_connection_dropped_between_two_schema_drops_is_retried_within_the_run(
-    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deploy
 ) -> None:
     proxy, proxied_url = postgres_proxy
     _build_world(postgres_url, deploy)
@@ -70,7 +70,7 @@ def test_connection_dropped_between_two_schema_drops_is_retried_within_the_run(
 
 
 def test_connection_dropped_again_on_the_retry_fails_the_run_and_a_rerun_completes(
-    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deploy
 ) -> None:
     proxy, proxied_url = postgres_proxy
     _build_world(postgres_url, deploy)
@@ -97,7 +97,7 @@ def test_connection_dropped_again_on_the_retry_fails_the_run_and_a_rerun_complet
 
 
 def test_server_gone_midway_then_unreachable_then_back(
-    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deploy
 ) -> None:
     proxy, proxied_url = postgres_proxy
     _build_world(postgres_url, deploy)
@@ -146,7 +146,7 @@ def _ledger_rows(url: str, namespace: str) -> dict[str, bool]:
 
 
 def test_a_ledger_update_lost_once_is_retried_within_the_run(
-    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deploy
 ) -> None:
     proxy, proxied_url = postgres_proxy
     _build_world(postgres_url, deploy)
@@ -162,7 +162,7 @@ def test_a_ledger_update_lost_once_is_retried_within_the_run(
 
 
 def test_a_ledger_update_lost_after_the_drop_fails_the_run_and_a_rerun_marks_it(
-    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
+    postgres_url: str, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deploy
 ) -> None:
     proxy, proxied_url = postgres_proxy
     _build_world(postgres_url, deploy)

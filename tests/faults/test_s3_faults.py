@@ -15,6 +15,7 @@ import pytest
 
 from dagster_branch import Namespace
 from tests.cleanup.helpers import failure_text
+from tests.support.deployments import Deploy
 
 from .conftest import BulkS3
 from .proxy import (
@@ -29,7 +30,6 @@ from .proxy import (
 )
 from .world import (
     BUCKET,
-    Deployments,
     lake,
     live_ledger,
     outside,
@@ -42,21 +42,21 @@ BRANCH_KEYS = 2_100  # three DeleteObjects batches of at most 1,000 keys
 
 
 @pytest.fixture
-def lake_world(bulk_s3: BulkS3, sqlite_url: str, deploy: Deployments) -> str:
+def lake_world(bulk_s3: BulkS3, sqlite_url: str, deploy: Deploy) -> str:
     """Production files, ``pr_7`` and ``pr_8``, all written the real way (plus 50 more keys of
     ``pr_7`` seeded straight into the server; tests that need several batches seed more)."""
     s3_endpoint = bulk_s3.endpoint_url
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
         Bucket=BUCKET
     )
-    deploy.production()
+    deploy("production")
     write_files(lake(s3_endpoint, sqlite_url), {"orders.csv": b"id\n1\n", "users.csv": b"u\n"})
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     write_files(lake(s3_endpoint, sqlite_url), {"orders.csv": b"id\n7\n"})
-    deploy.branch(pr=8)
+    deploy("branch", pr=8)
     write_files(lake(s3_endpoint, sqlite_url), {"orders.csv": b"id\n8\n"})
     seed_pr7(bulk_s3, 50)
-    deploy.production()
+    deploy("production")
     return sqlite_url
 
 
@@ -166,21 +166,19 @@ def test_a_listing_that_keeps_failing_removes_nothing_and_says_so(
 
 
 @pytest.fixture
-def ledger_world(
-    bulk_s3: BulkS3, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deployments
-) -> str:
+def ledger_world(bulk_s3: BulkS3, postgres_proxy: tuple[TcpFaultProxy, str], deploy: Deploy) -> str:
     """Production, ``pr_7`` and ``pr_8`` written the real way, with the ledger on PostgreSQL
     reached through the TCP fault proxy; returns the ledger's URL through the proxy."""
     _, ledger_url = postgres_proxy
     endpoint = bulk_s3.endpoint_url
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    deploy.production()
+    deploy("production")
     write_files(lake(endpoint, ledger_url), {"orders.csv": b"id\n1\n"})
     for pr in (7, 8):
-        deploy.branch(pr=pr)
+        deploy("branch", pr=pr)
         write_files(lake(endpoint, ledger_url), {"orders.csv": f"id\n{pr}\n".encode()})
     seed_pr7(bulk_s3, 1_200)
-    deploy.production()
+    deploy("production")
     return ledger_url
 
 

@@ -1,6 +1,6 @@
-"""A small world for the reliability tests: deployments, a lake, a warehouse, and snapshots.
+"""A small world for the reliability tests: a lake, a warehouse, and snapshots.
 
-Deployments are switched the way Dagster+ switches them, with environment variables; the
+Deployments are switched with the ``deploy`` fixture of ``tests.support.deployments``; the
 branch-aware resources are the real ones, talking to the real test servers (possibly through a
 fault proxy). Snapshots capture everything outside a namespace so that a test can assert it is
 byte-for-byte unchanged.
@@ -9,14 +9,12 @@ byte-for-byte unchanged.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from dagster_branch import BranchDatabaseResource, Namespace
@@ -24,35 +22,8 @@ from dagster_branch.cleanup.job import build_branch_cleanup_job
 from dagster_branch.dialects import list_schema_names
 from dagster_branch.ledger import Ledger
 from dagster_branch.resources.s3 import BranchS3Resource
-from dagster_branch.testing import DEPLOYMENT_VARIABLE_PREFIXES, deployment_variables
 
 BUCKET = "acme-data"
-
-
-class Deployments:
-    """Switch the process between production and branch deployments (Dagster+'s variables)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self._monkeypatch = monkeypatch
-
-    def production(self) -> None:
-        self._switch(deployment_variables("production"))
-
-    def branch(self, pr: int | None = None, *, branch: str | None = None) -> None:
-        self._switch(deployment_variables("branch", pr=pr, branch=branch))
-
-    def _switch(self, variables: dict[str, str]) -> None:
-        for name in list(os.environ):
-            if name.startswith(DEPLOYMENT_VARIABLE_PREFIXES):
-                self._monkeypatch.delenv(name)
-        for name, value in variables.items():
-            self._monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def deploy(monkeypatch: pytest.MonkeyPatch) -> Deployments:
-    """Switch between production and branch deployments."""
-    return Deployments(monkeypatch)
 
 
 # -- S3 -----------------------------------------------------------------------------------------

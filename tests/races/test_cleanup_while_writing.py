@@ -26,7 +26,6 @@ from dagster_branch import Namespace
 from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
     BUCKET,
-    Deployments,
     database_snapshot,
     lake,
     live_ledger,
@@ -37,6 +36,7 @@ from tests.faults.world import (
     write_files,
     write_tables,
 )
+from tests.support.deployments import Deploy
 
 WRITER = """
 import json, sys, time
@@ -77,14 +77,14 @@ def _pr7_objects(url: str, endpoint: str) -> tuple[set[str], set[str]]:
 
 @pytest.mark.timeout(600)  # two cleanups and a writer process: over 300 s on a loaded machine
 def test_cleanup_while_the_branch_deployment_is_still_writing(
-    postgres_url: str, s3_endpoint: str, deploy: Deployments, tmp_path: Path
+    postgres_url: str, s3_endpoint: str, deploy: Deploy, tmp_path: Path
 ) -> None:
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=BUCKET)
     for who in ("production", 8):
-        deploy.production() if who == "production" else deploy.branch(pr=int(who))
+        deploy("production") if who == "production" else deploy("branch", pr=int(who))
         write_tables(postgres_url)
         write_files(lake(s3_endpoint, postgres_url), {"orders.csv": b"x"})
-    deploy.production()
+    deploy("production")
     tables_before, keys_before = database_snapshot(postgres_url), s3_snapshot(s3_endpoint)
     script = tmp_path / "writer.py"
     script.write_text(WRITER)

@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from tests.faults.proxy import Forward, HttpFaultProxy, Rule, TcpFaultProxy
 from tests.faults.world import (
     BUCKET,
-    Deployments,
     database_snapshot,
     lake,
     live_ledger,
@@ -31,6 +30,7 @@ from tests.faults.world import (
     write_files,
     write_tables,
 )
+from tests.support.deployments import Deploy
 
 DEFS = """
 import dagster as dg
@@ -81,15 +81,15 @@ def test_two_cleanup_processes_at_once_end_in_one_consistent_state(
     postgres_url: str,
     s3_endpoint: str,
     proxies: tuple[str, str, TcpFaultProxy],
-    deploy: Deployments,
+    deploy: Deploy,
     tmp_path: Path,
 ) -> None:
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=BUCKET)
     for who in ("production", 7, 8):
-        deploy.production() if who == "production" else deploy.branch(pr=int(who))
+        deploy("production") if who == "production" else deploy("branch", pr=int(who))
         write_tables(postgres_url, ("orders", "users"))
         write_files(lake(s3_endpoint, postgres_url), {f"part-{n}.csv": b"x" for n in range(30)})
-    deploy.production()
+    deploy("production")
     tables_before, keys_before = database_snapshot(postgres_url), s3_snapshot(s3_endpoint)
     proxied_url, proxied_s3, pg = proxies
     pg.delay = 0.01  # every statement a little slower: the two runs overlap

@@ -18,7 +18,6 @@ from pytest_httpserver import HTTPServer
 from dagster_branch import GitHubPullRequests, branch_cleanup_definitions
 from tests.faults.world import (
     BUCKET,
-    Deployments,
     database_snapshot,
     lake,
     live_ledger,
@@ -29,6 +28,7 @@ from tests.faults.world import (
     write_tables,
 )
 from tests.sources.stand_ins import GitHubStandIn
+from tests.support.deployments import Deploy
 
 NOW = datetime.now(timezone.utc)
 
@@ -52,7 +52,7 @@ def _run(defs: dg.Definitions, request: dg.RunRequest) -> dg.ExecuteInProcessRes
 
 
 def test_a_pr_reopened_after_the_tick_stops_the_run_before_anything_is_removed(
-    postgres_url: str, s3_endpoint: str, httpserver: HTTPServer, deploy: Deployments
+    postgres_url: str, s3_endpoint: str, httpserver: HTTPServer, deploy: Deploy
 ) -> None:
     github = GitHubStandIn(httpserver, token="ghp_race")
     github.clock = NOW - timedelta(days=2)
@@ -60,10 +60,10 @@ def test_a_pr_reopened_after_the_tick_stops_the_run_before_anything_is_removed(
     github.add(8)
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=BUCKET)
     for who in ("production", 7, 8):
-        deploy.production() if who == "production" else deploy.branch(pr=int(who))
+        deploy("production") if who == "production" else deploy("branch", pr=int(who))
         write_tables(postgres_url)
         write_files(lake(s3_endpoint, postgres_url), {"orders.csv": b"x"})
-    deploy.production()
+    deploy("production")
     github.close(7, merged=True, at=NOW - timedelta(hours=1))
     tables, keys = database_snapshot(postgres_url), s3_snapshot(s3_endpoint)
     ledger = live_ledger(postgres_url)

@@ -1,16 +1,12 @@
-"""Fixtures for the warehouse resource tests: one real backend per parameter, and deployments set
-the way Dagster+ sets them (environment variables)."""
+"""Fixtures for the warehouse resource tests: one real backend per parameter, and ``deploy``
+(deployments set the way Dagster+ sets them, with environment variables)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
-from warehouse_support import Backend, Deploy
+from warehouse_support import Backend
 
-from dagster_branch.context import DeploymentContext
-from dagster_branch.testing import DEPLOYMENT_VARIABLE_PREFIXES, deployment_variables
+from tests.support.deployments import deploy
 
 BACKENDS = {
     "postgresql": ("postgres_url", "analytics"),
@@ -25,23 +21,4 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return Backend(request.param, str(request.getfixturevalue(fixture)), base)
 
 
-@pytest.fixture
-def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deploy]:
-    """Switch the environment to a deployment: ``deploy("production")``, ``deploy("branch",
-    pr=1)``, ``deploy("local", user="alice")``; returns the context the resources will see."""
-
-    def switch(kind: str, *, pr: int | None = None, user: str = "alice") -> DeploymentContext:
-        if kind == "branch":
-            variables = deployment_variables(
-                "branch", pr=pr, deployment_name=f"5f2c0a9e1b7d{pr}", git_sha="a1b2c3d4e5f6"
-            )
-        else:
-            variables = deployment_variables(kind, user=user if kind == "local" else None)
-        for name in list(os.environ):
-            if name.startswith(DEPLOYMENT_VARIABLE_PREFIXES):
-                monkeypatch.delenv(name)
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
-        return DeploymentContext.from_env()
-
-    yield switch
+__all__ = ["backend", "deploy"]

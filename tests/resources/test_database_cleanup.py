@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from warehouse_support import Backend, Deploy
+from warehouse_support import Backend
 
 from dagster_branch.cleanup.plan import build_cleanup_plan
 from dagster_branch.detection import ReportsActivity
@@ -17,6 +17,7 @@ from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject
 from dagster_branch.ledger import LEDGER_TABLE, Ledger, LedgerEntry
 from dagster_branch.naming import Namespace
 from dagster_branch.resources import BranchDatabaseResource
+from tests.support.deployments import Deploy
 
 PR_1, PR_2 = Namespace.parse("pr_1"), Namespace.parse("pr_2")
 DEV = Namespace.for_developer("alice")

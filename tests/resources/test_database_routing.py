@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from dagster import EnvVar, asset, materialize
-from warehouse_support import ASSETS, Backend, Deploy
+from warehouse_support import ASSETS, Backend
 
 from dagster_branch.io_managers import BranchTableIOManager
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
 from dagster_branch.resources import BranchDatabaseResource
+from tests.support.deployments import Deploy
 
 
 def run(warehouse: BranchDatabaseResource, selection: list[str] | None = None) -> None:

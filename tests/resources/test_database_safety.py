@@ -7,7 +7,7 @@ import logging
 import pytest
 import sqlalchemy as sa
 from dagster import asset, materialize
-from warehouse_support import ASSETS, Backend, Deploy
+from warehouse_support import ASSETS, Backend
 
 from dagster_branch.errors import (
     DagsterBranchConfigError,
@@ -16,6 +16,7 @@ from dagster_branch.errors import (
 )
 from dagster_branch.io_managers import BranchTableIOManager
 from dagster_branch.resources import BranchDatabaseResource
+from tests.support.deployments import Deploy
 
 PASSWORD = "hunter2-Secret-Pw"
 

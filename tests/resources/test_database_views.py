@@ -8,13 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from warehouse_support import Backend, Deploy
+from warehouse_support import Backend
 
 from dagster_branch.dialects import attach_sqlite_schemas
 from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
 from dagster_branch.resources import BranchDatabaseResource
+from tests.support.deployments import Deploy
 
 PR_1, PR_2 = Namespace.parse("pr_1"), Namespace.parse("pr_2")
 LOG = logging.getLogger("test.views")

@@ -20,13 +20,14 @@ import sqlalchemy as sa
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 from dagster_gcp_pandas import BigQueryPandasIOManager
 from dagster_snowflake_pandas import SnowflakePandasIOManager
-from warehouse_support import Backend, Deploy
+from warehouse_support import Backend
 
 from dagster_branch import BranchDatabaseResource, branch_io_manager
 from dagster_branch.context import DeploymentContext
 from dagster_branch.errors import DagsterBranchConfigError
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
+from tests.support.deployments import Deploy
 from tests.support.servers import SnowflakeDatabase
 
 LOG = logging.getLogger("test.existing_io_managers")

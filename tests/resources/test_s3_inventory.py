@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from dagster_branch.context import DeploymentContext
 from dagster_branch.inventory import BranchStore, ObjectKind, OwnedObject
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.s3 import BranchS3Resource
+from tests.support.deployments import Deploy
 
-Deploy = Callable[..., DeploymentContext]
 PRODUCTION_BUCKET = "acme-data"
 BRANCH_BUCKET = "acme-branches"
 

@@ -5,17 +5,15 @@ production."""
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
 from typing import Any
 
 from dagster import AssetKey, DagsterInstance, asset, materialize
 
-from dagster_branch.context import DeploymentContext
 from dagster_branch.io_managers.s3 import BranchS3PickleIOManager
 from dagster_branch.naming import Namespace, bucket_name
 from dagster_branch.resources.s3 import BranchS3Resource
+from tests.support.deployments import Deploy
 
-Deploy = Callable[..., DeploymentContext]
 PRODUCTION_BUCKET = "acme-data"
 BRANCH_BUCKET = "acme-branches"
 

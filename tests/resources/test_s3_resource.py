@@ -16,15 +16,14 @@ from typing import Any
 import pytest
 from dagster import asset, materialize
 
-from dagster_branch.context import DeploymentContext
 from dagster_branch.detection import ReportsActivity
 from dagster_branch.errors import DagsterBranchConfigError, NamespaceViolationError
 from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.s3 import BranchS3Resource
+from tests.support.deployments import Deploy
 
-Deploy = Callable[..., DeploymentContext]
 PRODUCTION_BUCKET = "acme-data"
 BRANCH_BUCKET = "acme-branches"
 

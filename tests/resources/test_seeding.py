@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from warehouse_support import ASSETS, Backend, Deploy
+from warehouse_support import ASSETS, Backend
 
 from dagster_branch.dialects import capabilities_for
 from dagster_branch.io_managers import BranchTableIOManager
@@ -17,6 +17,7 @@ from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
 from dagster_branch.resources import BranchDatabaseResource
 from tests.faults.world import run_log_messages
+from tests.support.deployments import Deploy
 from tests.support.servers import SnowflakeDatabase
 
 LOG = logging.getLogger("test.seeding")

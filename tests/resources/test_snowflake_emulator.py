@@ -10,12 +10,13 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from dagster import materialize
-from warehouse_support import ASSETS, Deploy
+from warehouse_support import ASSETS
 
 from dagster_branch.errors import DagsterBranchConfigError, DagsterBranchError
 from dagster_branch.io_managers import BranchTableIOManager
 from dagster_branch.ledger import Ledger
 from dagster_branch.resources import BranchDatabaseResource
+from tests.support.deployments import Deploy
 from tests.support.servers import SnowflakeDatabase
 
 

@@ -3,7 +3,6 @@ runs unchanged in every deployment (no routing code at all)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,9 +67,6 @@ class Backend:
                     conn.execute(sa.text(statement))
         finally:
             engine.dispose()
-
-
-Deploy = Callable[..., DeploymentContext]
 
 
 @asset

@@ -1,5 +1,5 @@
-"""Fixtures shared with the fault tests: switching deployments the way Dagster+ does."""
+"""The ``deploy`` fixture: switching deployments the way Dagster+ does."""
 
-from tests.faults.world import deploy
+from tests.support.deployments import deploy
 
 __all__ = ["deploy"]

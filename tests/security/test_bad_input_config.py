@@ -24,7 +24,6 @@ from dagster_branch.naming import schema_name
 from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
     BUCKET,
-    Deployments,
     database_snapshot,
     lake,
     live_ledger,
@@ -34,6 +33,7 @@ from tests.faults.world import (
     write_files,
     write_tables,
 )
+from tests.support.deployments import Deploy
 
 from .test_bad_input_names import BAD_BRANCH_NAMES
 
@@ -51,15 +51,15 @@ def _schemas(url: str) -> set[str]:
 
 
 def test_hostile_branch_names_write_only_to_their_own_safe_schema_on_postgresql(
-    postgres_url: str, deploy: Deployments
+    postgres_url: str, deploy: Deploy
 ) -> None:
-    deploy.production()
+    deploy("production")
     write_tables(postgres_url)
     production = database_snapshot(postgres_url)
     expected = {"analytics"}
     names = [b for b in BAD_BRANCH_NAMES.values() if "\x00" not in b]  # no NUL in a real env
     for branch in names:
-        deploy.branch(branch=branch)
+        deploy("branch", branch=branch)
         write_tables(postgres_url)
         expected.add(schema_name("analytics", Namespace.for_branch(branch)))
         assert _schemas(postgres_url) == expected, branch
@@ -69,13 +69,11 @@ def test_hostile_branch_names_write_only_to_their_own_safe_schema_on_postgresql(
     assert len(live_ledger(postgres_url)) == len(names)
 
 
-def test_hostile_table_names_are_quoted_never_spliced(
-    postgres_url: str, deploy: Deployments
-) -> None:
-    deploy.production()
+def test_hostile_table_names_are_quoted_never_spliced(postgres_url: str, deploy: Deploy) -> None:
+    deploy("production")
     write_tables(postgres_url)
     before = database_snapshot(postgres_url)
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     hostile = [
         'orders"; DROP SCHEMA analytics CASCADE; --',
         "o'brien",
@@ -95,13 +93,13 @@ def test_hostile_table_names_are_quoted_never_spliced(
 
 
 def test_hostile_paths_cannot_leave_the_branch_prefix(
-    s3_endpoint: str, s3_client: Any, sqlite_url: str, deploy: Deployments
+    s3_endpoint: str, s3_client: Any, sqlite_url: str, deploy: Deploy
 ) -> None:
     s3_client.create_bucket(Bucket=BUCKET)
-    deploy.production()
+    deploy("production")
     write_files(lake(s3_endpoint, sqlite_url), {"orders.csv": b"prod"})
     before = s3_snapshot(s3_endpoint)
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     resource = lake(s3_endpoint, sqlite_url)
     for path in ("../../lake/orders.csv", "a/../../../lake/orders.csv", "./x", "a/./b"):
         with pytest.raises(NamespaceViolationError, match=r"'\.' or '\.\.' segment"):
@@ -151,13 +149,13 @@ DATABASE_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.mark.parametrize("case", DATABASE_CONFIGS, ids=list(DATABASE_CONFIGS))
 def test_database_configurations_that_reach_production_are_refused(
-    case: str, duckdb_url: str, deploy: Deployments
+    case: str, duckdb_url: str, deploy: Deploy
 ) -> None:
     options, field = DATABASE_CONFIGS[case]
-    deploy.production()
+    deploy("production")
     write_tables(duckdb_url)
     before = database_snapshot(duckdb_url)
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     resource = warehouse(duckdb_url, **options)
     with pytest.raises(DagsterBranchConfigError, match=field):
         resource.table("orders")
@@ -166,9 +164,9 @@ def test_database_configurations_that_reach_production_are_refused(
 
 
 def test_a_branch_resource_refuses_to_write_to_production_directly(
-    duckdb_url: str, deploy: Deployments
+    duckdb_url: str, deploy: Deploy
 ) -> None:
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     resource = warehouse(duckdb_url, protected_schemas=["finance"])
     for schema in ("analytics", "ANALYTICS", "finance", "analytics__pr_8", "dagster_branch"):
         with pytest.raises(NamespaceViolationError, match="outside its namespace"):
@@ -195,18 +193,18 @@ S3_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.mark.parametrize("case", S3_CONFIGS, ids=list(S3_CONFIGS))
 def test_s3_configurations_that_reach_production_are_refused(
-    case: str, s3_endpoint: str, deploy: Deployments
+    case: str, s3_endpoint: str, deploy: Deploy
 ) -> None:
     options, message = S3_CONFIGS[case]
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     resource = lake(s3_endpoint, None, **options)
     with pytest.raises(DagsterBranchConfigError, match=message):
         resource.key("orders.csv")
     assert boto3.client("s3", endpoint_url=s3_endpoint).list_buckets()["Buckets"] == []
 
 
-def test_a_separate_branch_bucket_may_use_any_root(s3_endpoint: str, deploy: Deployments) -> None:
-    deploy.branch(pr=7)
+def test_a_separate_branch_bucket_may_use_any_root(s3_endpoint: str, deploy: Deploy) -> None:
+    deploy("branch", pr=7)
     resource = lake(s3_endpoint, None, prefix="", branch_bucket="acme-branches")
     assert (resource.bucket_name, resource.key("a.csv")) == (
         "acme-branches",
@@ -221,13 +219,13 @@ HOSTILE_NAMESPACES = ["", "analytics", "pr_0", "pr_-1", "pr_1e3", "pr_42; DROP",
 
 
 def test_the_job_refuses_hostile_namespaces_before_touching_anything(
-    duckdb_url: str, deploy: Deployments
+    duckdb_url: str, deploy: Deploy
 ) -> None:
-    deploy.production()
+    deploy("production")
     write_tables(duckdb_url)
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     write_tables(duckdb_url)
-    deploy.production()
+    deploy("production")
     before = database_snapshot(duckdb_url)
     for namespace in HOSTILE_NAMESPACES:
         result = run_cleanup({"warehouse": warehouse(duckdb_url)}, namespace)
@@ -278,14 +276,14 @@ def test_the_cli_rejects_hostile_targets_as_usage_errors(
     ],
 )
 def test_a_tampered_ledger_row_makes_the_whole_cleanup_refuse(
-    name: str, kind: ObjectKind, duckdb_url: str, deploy: Deployments
+    name: str, kind: ObjectKind, duckdb_url: str, deploy: Deploy
 ) -> None:
-    deploy.production()
+    deploy("production")
     write_tables(duckdb_url)
     for pr in (7, 8):
-        deploy.branch(pr=pr)
+        deploy("branch", pr=pr)
         write_tables(duckdb_url)
-    deploy.production()
+    deploy("production")
     ledger = Ledger.from_url(duckdb_url)
     try:
         ledger.record(LedgerEntry(Namespace.parse("pr_7"), "warehouse", "duckdb", kind, name))
@@ -302,14 +300,14 @@ def test_a_tampered_ledger_row_makes_the_whole_cleanup_refuse(
 
 
 def test_a_tampered_s3_ledger_row_makes_the_cleanup_refuse(
-    s3_endpoint: str, s3_client: Any, sqlite_url: str, deploy: Deployments
+    s3_endpoint: str, s3_client: Any, sqlite_url: str, deploy: Deploy
 ) -> None:
     s3_client.create_bucket(Bucket=BUCKET)
-    deploy.production()
+    deploy("production")
     write_files(lake(s3_endpoint, sqlite_url), {"orders.csv": b"prod"})
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     write_files(lake(s3_endpoint, sqlite_url), {"orders.csv": b"pr7"})
-    deploy.production()
+    deploy("production")
     ledger = Ledger.from_url(sqlite_url)
     try:
         for prefix in ("lake/", "_branches/", "_branches/pr_8/"):

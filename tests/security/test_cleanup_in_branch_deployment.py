@@ -34,7 +34,6 @@ from dagster_branch.cli import main
 from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
     BUCKET,
-    Deployments,
     database_snapshot,
     lake,
     run_cleanup,
@@ -44,6 +43,7 @@ from tests.faults.world import (
     write_tables,
 )
 from tests.sources.stand_ins import GitHubStandIn
+from tests.support.deployments import Deploy
 
 TOKEN = "ghp_branchRefusalToken000"
 REFUSAL = "refuses to run inside a branch deployment (DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT=1, "
@@ -85,7 +85,7 @@ def world(
     s3_endpoint: str,
     s3_client: Any,
     httpserver: HTTPServer,
-    deploy: Deployments,
+    deploy: Deploy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[World]:
     s3_client.create_bucket(Bucket=BUCKET)
@@ -95,13 +95,13 @@ def world(
     github.close(7, merged=True, at=now - timedelta(hours=3))
     github.add(8, head="feature/new-region", at=now - timedelta(days=1))
     for pr in (None, 7, 8):
-        deploy.production() if pr is None else deploy.branch(pr)
+        deploy("production") if pr is None else deploy("branch", pr=pr)
         write_tables(postgres_url)
         write_files(lake(s3_endpoint, None), {"orders.csv": f"{pr}".encode()})
     monkeypatch.setenv("WAREHOUSE_URL", postgres_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     monkeypatch.setenv("GITHUB_API_URL", github.api_url)
-    deploy.branch(8)  # from here on, this process is pr_8's branch deployment
+    deploy("branch", pr=8)  # from here on, this process is pr_8's branch deployment
     yield World(postgres_url, s3_endpoint, github)
 
 
@@ -183,8 +183,8 @@ def test_the_schedule_refuses_to_run(world: World) -> None:
     assert world.github.api_requests() == []
 
 
-def test_production_still_runs_every_entry_point(world: World, deploy: Deployments) -> None:
-    deploy.production()
+def test_production_still_runs_every_entry_point(world: World, deploy: Deploy) -> None:
+    deploy("production")
     defs = definitions_from_env()
     (sensor,) = defs.sensors or []
     assert isinstance(sensor, dg.SensorDefinition)

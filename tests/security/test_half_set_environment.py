@@ -8,23 +8,21 @@ might write it) used to resolve to production, so the branch's writes landed in 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from click.testing import CliRunner
 
 from dagster_branch import DagsterBranchConfigError
 from dagster_branch.cli import main
-from dagster_branch.testing import DEPLOYMENT_VARIABLE_PREFIXES
 from tests.faults.world import (
     BUCKET,
-    Deployments,
     database_snapshot,
     lake,
     s3_snapshot,
     write_files,
     write_tables,
 )
+from tests.support.deployments import Deploy, set_deployment_variables
 
 HALF_SET = {
     "pr id, flag unset": {
@@ -58,18 +56,15 @@ def test_a_half_set_branch_environment_writes_nowhere_and_says_how_to_fix_it(
     postgres_url: str,
     s3_endpoint: str,
     s3_client: object,
-    deploy: Deployments,
+    deploy: Deploy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s3_client.create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
-    deploy.production()
+    deploy("production")
     write_tables(postgres_url, ["orders"])
     write_files(lake(s3_endpoint, None), {"orders.csv": b"production"})
     tables, files = database_snapshot(postgres_url), s3_snapshot(s3_endpoint)
-    for name in [n for n in os.environ if n.startswith(DEPLOYMENT_VARIABLE_PREFIXES)]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    set_deployment_variables(monkeypatch, env)
 
     with pytest.raises(DagsterBranchConfigError) as warehouse_error:
         write_tables(postgres_url, ["refunds"])

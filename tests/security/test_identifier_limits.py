@@ -18,7 +18,8 @@ from dagster_branch.dialects import capabilities_for, server_identifier_limit
 from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import schema_name
-from tests.faults.world import Deployments, database_snapshot, run_cleanup, warehouse
+from tests.faults.world import database_snapshot, run_cleanup, warehouse
+from tests.support.deployments import Deploy
 
 # 63 bytes, PostgreSQL's limit: "<base>__pr_7" is 69 bytes, and truncates back to "<base>".
 PR_7 = Namespace.parse("pr_7")
@@ -60,16 +61,16 @@ def test_the_server_limit_is_read_from_postgresql(postgres_url: str) -> None:
 
 
 def test_a_limit_above_postgresqls_is_refused_and_production_is_never_written(
-    postgres_url: str, deploy: Deployments
+    postgres_url: str, deploy: Deploy
 ) -> None:
-    deploy.production()
+    deploy("production")
     assert _materialize(postgres_url, "production").success
     production = database_snapshot(postgres_url)
     assert list(production) == [LONG_BASE]
     # Without the check, this name reached the server and came back as the production schema.
     assert len(schema_name(LONG_BASE, PR_7, max_length=100).encode()) == 69
 
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     with pytest.raises(dg.DagsterResourceFunctionError) as raised:  # the IO manager's way
         _materialize(postgres_url, "pr_7", raise_on_error=True, max_identifier_bytes=100)
     assert isinstance(raised.value.__cause__, DagsterBranchConfigError)
@@ -88,9 +89,9 @@ def test_a_limit_above_postgresqls_is_refused_and_production_is_never_written(
 
 
 def test_the_cleanup_refuses_a_limit_above_the_servers_too(
-    postgres_url: str, deploy: Deployments
+    postgres_url: str, deploy: Deploy
 ) -> None:
-    deploy.production()
+    deploy("production")
     assert _materialize(postgres_url, "production").success
     production = database_snapshot(postgres_url)
     # The row a branch wrote with that setting before it was refused: a name the server cuts
@@ -111,12 +112,12 @@ def test_the_cleanup_refuses_a_limit_above_the_servers_too(
 
 
 def test_a_default_limit_keeps_long_names_distinct_and_out_of_production(
-    postgres_url: str, deploy: Deployments
+    postgres_url: str, deploy: Deploy
 ) -> None:
-    deploy.production()
+    deploy("production")
     assert _materialize(postgres_url, "production").success
     for pr in (7, 8):
-        deploy.branch(pr=pr)
+        deploy("branch", pr=pr)
         assert _materialize(postgres_url, f"pr_{pr}").success
 
     schemas = set(database_snapshot(postgres_url))
@@ -126,9 +127,9 @@ def test_a_default_limit_keeps_long_names_distinct_and_out_of_production(
 
 
 def test_a_configured_limit_within_the_servers_is_accepted(
-    postgres_url: str, deploy: Deployments
+    postgres_url: str, deploy: Deploy
 ) -> None:
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     assert _materialize(postgres_url, "pr_7", max_identifier_bytes=40).success
     [schema] = set(database_snapshot(postgres_url))
     assert len(schema.encode()) <= 40

@@ -34,8 +34,9 @@ from dagster_branch import (
 )
 from dagster_branch.cli import main
 from dagster_branch.resources.s3 import BranchS3Resource
-from tests.faults.world import BUCKET, Deployments, database_snapshot
+from tests.faults.world import BUCKET, database_snapshot
 from tests.sources.stand_ins import GitHubStandIn, json_response
+from tests.support.deployments import Deploy
 from tests.support.servers import free_port
 
 PG_PASSWORD = "pgS3cr3tCore@w/rd:%x"
@@ -178,7 +179,7 @@ def _materialize(capture: Capture) -> None:
 def test_secrets_stay_hidden_through_the_whole_lifecycle(
     secret_env: dict[str, str],
     httpserver: HTTPServer,
-    deploy: Deployments,
+    deploy: Deploy,
     capture: Capture,
     tmp_path: Path,
 ) -> None:
@@ -188,12 +189,12 @@ def test_secrets_stay_hidden_through_the_whole_lifecycle(
         github.add(pr)
     github.close(7, merged=True, at=NOW - timedelta(hours=2))
     github.close(9, at=NOW - timedelta(hours=1))
-    deploy.production()
+    deploy("production")
     _materialize(capture)
     for pr in (7, 8, 9):
-        deploy.branch(pr=pr)
+        deploy("branch", pr=pr)
         _materialize(capture)
-    deploy.production()
+    deploy("production")
 
     # The sensor, then the run it requests.
     defs = branch_cleanup_definitions(
@@ -233,16 +234,16 @@ def test_secrets_stay_hidden_through_the_whole_lifecycle(
 def test_secrets_stay_hidden_when_things_fail(
     secret_env: dict[str, str],
     httpserver: HTTPServer,
-    deploy: Deployments,
+    deploy: Deploy,
     capture: Capture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     github = GitHubStandIn(httpserver, token=GITHUB_TOKEN)
     github.add(7)
     github.close(7, merged=True, at=NOW - timedelta(hours=2))
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     _materialize(capture)
-    deploy.production()
+    deploy("production")
 
     # The Git host echoes the token back in its error message.
     echo = json_response({"message": f"Bad credentials for token {GITHUB_TOKEN}"}, status=401)
@@ -288,7 +289,7 @@ def test_secrets_stay_hidden_when_things_fail(
     broken = BranchDatabaseResource(
         url=closed.render_as_string(hide_password=False), base_schema="analytics"
     )
-    deploy.branch(pr=7)
+    deploy("branch", pr=7)
     with pytest.raises(DagsterBranchError) as failed:
         broken.ensure_namespace()
     capture.add_exception(failed.value)
