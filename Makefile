@@ -8,11 +8,14 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 .PHONY: demo test lint bench install clean
 
 # The marker's name holds a checksum of pyproject.toml, so a changed file reinstalls and a
-# touched one (a fresh clone next to an existing .venv) does not.
+# touched one (a fresh clone next to an existing .venv) does not. --compile-bytecode writes the
+# .pyc files once at install: uv does not by default, and with PYTHONDONTWRITEBYTECODE set (as on
+# many CI images) every process would otherwise compile dagster, dbt and boto3 again on import
+# (`import dagster_branch`: 7.6 s of CPU without them, 3.4 s with them).
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
