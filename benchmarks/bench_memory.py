@@ -39,6 +39,7 @@ from _common import (
     classify_s3_request,
     emit,
     ensure_tools,
+    progress,
     run_child,
     s5cmd_binary,
     scratch_dir,
@@ -91,6 +92,7 @@ def measure(
         client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.seed(bucket, PRODUCTION_PREFIX, PRODUCTION_OBJECTS)
     s3.seed(bucket, BRANCH_PREFIX, keys, versions=versions, delete_markers_every=markers_every)
+    progress(f"  seeded {bucket}; purging")
     before = len(s3.request_lines())
     run = run_child(contender.command(s3.endpoint_url, bucket), env=env, limit=contender.limit)
     lines = s3.request_lines()[before:]
@@ -257,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         env = _tool_env(scratch)
         for size in sizes:
             for contender in contenders:
-                print(f"  {size:,} keys: {contender.name}", flush=True)
+                progress(f"{size:,} keys: {contender.name}")
                 contender.samples.append(measure(s3, contender, size, env))
         tables = [size_table(contenders, sizes), growth_table(contenders, sizes)]
         if versioned_keys:
-            print(f"  versioned, {versioned_keys:,} keys: dagster-branch", flush=True)
+            progress(f"versioned, {versioned_keys:,} keys: dagster-branch")
             sample = measure(s3, contenders[0], versioned_keys, env, versions=2, markers_every=2)
             entries = versioned_keys * 2 + (versioned_keys + 1) // 2
             tables.append(versioned_table(sample, versioned_keys, entries))

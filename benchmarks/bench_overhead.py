@@ -45,6 +45,7 @@ from _common import (
     emit,
     local_postgres,
     median,
+    progress,
     scratch_dir,
     seconds,
     seedable_s3,
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         with admin.connect() as conn:
             conn.execute(sa.text("CREATE DATABASE bench"))
         admin.dispose()
-        print("  warehouse resources", flush=True)
+        progress("warehouse resources")
         warehouse = warehouse_contenders(pg.url("bench"))
         measure(warehouse, runs)
         tables.append(
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         import boto3
 
         boto3.client("s3", endpoint_url=s3.endpoint_url).create_bucket(Bucket=BUCKET)
-        print("  S3 resources", flush=True)
+        progress("S3 resources")
         lake = s3_contenders(s3.endpoint_url)
         measure(lake, runs, s3)
         tables.append(
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                 "S3 resource: setup + first write in one run (moto)", lake, with_requests=True
             )
         )
-    print("  imports", flush=True)
+    progress("imports")
     tables.append(import_table(measure_imports(import_runs)))
     tables[0].notes.append(
         "branch: first write = the schema exists from an earlier run; ensure_namespace() checks "

@@ -14,9 +14,13 @@ small production prefix (which must survive):
 Requests are counted at the server, from moto's access log; objects are seeded straight into the
 server's memory, so neither seeding nor checking what was left behind is counted or timed.
 dagster-branch and s5cmd run ``--runs`` times (median reported). The two that send one request
-per object run once: ``aws s3 rm`` on the full set, the boto3 loop on a quarter of it (5,000 keys;
-1,000 in the versioned variant), its figures scaled linearly and marked so in the table: at
-5-10 ms per request on moto, the full loop alone would take minutes.
+per object run once, on a quarter of the keys (5,000; 1,000 in the versioned variant), their
+figures scaled linearly and marked so in the table: at 3-10 ms per request on moto, ``aws s3 rm``
+alone took 3 minutes on the full set, and its requests per key do not depend on the size.
+
+``--profile`` adds one untimed purge each by dagster-branch and s5cmd with py-spy sampling the
+moto server (``_server_profile.py``): where the server's time goes, by area, S3 operation and
+function.
 
 The versioned variant has 4,000 keys (10,000 versions and markers) rather than 20,000 because
 moto's ``ListObjectVersions`` deep-copies every version in the bucket for each page it returns,
@@ -50,6 +54,7 @@ from _common import (
     emit,
     ensure_tools,
     median,
+    progress,
     ratio,
     s5cmd_binary,
     scratch_dir,
@@ -58,6 +63,7 @@ from _common import (
     tool_version,
     use_dummy_aws_credentials,
 )
+from _server_profile import Profile, parse_raw, recording
 
 BRANCH_PREFIX = "_branches/pr_1/"
 PRODUCTION_PREFIX = "data/"
@@ -223,8 +229,7 @@ def run_variant(s3: SeedableS3, variant: Variant, contenders: list[Contender]) -
     for run in range(max(c.runs for c in contenders)):
         for contender in contenders:
             if run < contender.runs:
-                print(f"  {variant.name}: {contender.name}, run {run + 1}/{contender.runs}",
-                      flush=True)  # fmt: skip
+                progress(f"{variant.name}: {contender.name}, run {run + 1}/{contender.runs}")
                 measure_once(s3, variant, contender, run)
 
 
@@ -312,6 +317,63 @@ def table_for(variant: Variant, contenders: list[Contender], full_keys: int) -> 
     return table
 
 
+# -- where the server's time goes -----------------------------------------------------------------
+
+
+def profile_purge(
+    s3: SeedableS3, contender: Contender, keys: int, py_spy: Path, scratch: Path
+) -> Profile:
+    """One extra, untimed purge of ``keys`` keys with py-spy sampling the server meanwhile."""
+    client = _client(s3.endpoint_url)
+    bucket = f"profile-{contender.name.split()[0].lower()}"
+    client.create_bucket(Bucket=bucket)
+    s3.seed(bucket, PRODUCTION_PREFIX, PRODUCTION_OBJECTS)
+    s3.seed(bucket, BRANCH_PREFIX, keys)
+    raw = scratch / f"{bucket}.raw"
+    with recording(py_spy, s3.pid, raw):
+        contender.purge(s3.endpoint_url, bucket, BRANCH_PREFIX, False)
+    if any(s3.count(bucket, BRANCH_PREFIX).values()):
+        raise RuntimeError(f"{contender.name} left keys behind in the profiled run")
+    s3.forget(bucket)
+    return parse_raw(raw.read_text())
+
+
+def profile_tables(profiles: dict[str, Profile], keys: int) -> list[Table]:
+    """Shares of the server's samples by area, by S3 operation and by function (self time)."""
+    names = list(profiles)
+    tables = []
+    for title, attribute, limit in (
+        ("by area of the function running", "areas", 12),
+        ("by S3 operation", "operations", 6),
+        ("by function, self time (top 12 of either)", "self_samples", 12),
+    ):
+        table = Table(
+            f"moto's samples during one unversioned purge of {keys:,} keys, {title}",
+            ["where", *(f"{name}: share" for name in names)],
+        )
+        rows: list[str] = []
+        for profile in profiles.values():
+            for label, _ in getattr(profile, attribute).most_common(limit):
+                if label not in rows:
+                    rows.append(label)
+        first = getattr(profiles[names[0]], attribute)
+        rows.sort(key=lambda label: -first[label])
+        for label in rows:
+            table.add(label, *(p.share(getattr(p, attribute)[label]) for p in profiles.values()))
+        tables.append(table)
+    tables[0].notes.append(
+        "py-spy record --format raw on the moto server, 100 samples a second, during one extra "
+        "purge per contender (not one of the timed runs: py-spy pauses the server to sample). "
+        "Only the threads serving requests count; a sample is one such thread running or "
+        "waiting for the GIL, so shares, not seconds, compare the contenders. Self time: the "
+        "function at the top of the stack."
+    )
+    tables[0].notes.append(
+        "samples: " + ", ".join(f"{name} {profile.samples:,}" for name, profile in profiles.items())
+    )
+    return tables
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--objects", type=int, default=None, help="keys in the branch prefix")
@@ -330,7 +392,24 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="keys for the boto3 loop in the versioned variant (one request per version)",
     )
+    parser.add_argument(
+        "--awscli-objects",
+        type=int,
+        default=None,
+        help="keys for aws s3 rm (one DELETE per key: measured on a smaller prefix)",
+    )
+    parser.add_argument(
+        "--awscli-versioned-objects",
+        type=int,
+        default=None,
+        help="keys for aws s3 rm in the versioned variant (one request per key)",
+    )
     parser.add_argument("--only", nargs="*", default=None, help="contender names to run")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also sample moto with py-spy during one extra dagster-branch and s5cmd purge",
+    )
     args = parser.parse_args(argv)
     objects = args.objects or (1_000 if args.quick else 20_000)
     # moto's ListObjectVersions deep-copies every version of the bucket for each page, so a
@@ -341,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     loop_objects = min(objects, args.loop_objects or (1_000 if args.quick else 5_000))
     loop_versioned = min(
         versioned_objects, args.loop_versioned_objects or (500 if args.quick else 1_000)
+    )
+    # aws s3 rm sends one DELETE per key as well (~300 a second on moto): measured on the
+    # same quarter of the keys as the loop, scaled linearly like it.
+    awscli_objects = min(objects, args.awscli_objects or loop_objects)
+    awscli_versioned = min(
+        versioned_objects, args.awscli_versioned_objects or (500 if args.quick else 1_000)
     )
     runs = args.runs or (2 if args.quick else 3)
 
@@ -358,16 +443,18 @@ def main(argv: list[str] | None = None) -> int:
     tables = []
     figures: dict[str, Any] = {"tools": versions}
     with scratch_dir("s3") as scratch, seedable_s3(scratch) as s3:
-        for variant, keys, loop_keys in (
-            (plain, objects, loop_objects),
-            (versioned, versioned_objects, loop_versioned),
+        for variant, keys, loop_keys, awscli_keys in (
+            (plain, objects, loop_objects, awscli_objects),
+            (versioned, versioned_objects, loop_versioned, awscli_versioned),
         ):
             contenders = [
                 Contender("dagster-branch", purge_dagster_branch, runs, keys),
                 Contender(
                     "s5cmd rm", purge_s5cmd(s5cmd_binary(tools["s5cmd"]), scratch), runs, keys
                 ),
-                Contender("aws s3 rm --recursive", purge_awscli(tools["aws"], scratch), 1, keys),
+                Contender(
+                    "aws s3 rm --recursive", purge_awscli(tools["aws"], scratch), 1, awscli_keys
+                ),
                 Contender("boto3 delete_object loop", purge_boto3_loop, 1, loop_keys),
             ]
             if args.only:
@@ -385,6 +472,26 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 for c in contenders
             }
+            if args.profile and variant is plain:
+                profiled = [
+                    c for c in contenders if c.name.split()[0] in {"dagster-branch", "s5cmd"}
+                ]
+                profiles = {}
+                for contender in profiled:
+                    progress(f"profile: {contender.name}")
+                    profiles[contender.name] = profile_purge(
+                        s3, contender, keys, tools["py-spy"], scratch
+                    )
+                tables += profile_tables(profiles, keys)
+                figures["profile"] = {
+                    name: {
+                        "samples": p.samples,
+                        "areas": dict(p.areas),
+                        "operations": dict(p.operations),
+                        "self": dict(p.self_samples.most_common(40)),
+                    }
+                    for name, p in profiles.items()
+                }
     emit(tables, args.json, figures)
     return 0
 

@@ -56,6 +56,7 @@ from _common import (
     emit,
     free_port,
     median,
+    progress,
     ratio,
     scratch_dir,
     seconds,
@@ -383,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                     create_branch_schemas(url, mine, repository, key)
                     stores[key], open_by_store[key] = warehouse(url, key), mine
                 sources.append(Source(repository, standin, stores, open_by_store))
-        print(f"  {live:,} live namespaces in {len(REPOSITORIES) * locations_per_source} "
-              f"stores, created in {setup.seconds:.1f}s", flush=True)  # fmt: skip
+        progress(f"{live:,} live namespaces in {len(REPOSITORIES) * locations_per_source} "
+              f"stores, created in {setup.seconds:.1f}s")  # fmt: skip
 
         with deployment_env("production"):
             for source in sources:
@@ -397,12 +398,12 @@ def main(argv: list[str] | None = None) -> int:
                 for kind in (DagsterBranchSensor, NaiveSensor, ClosedListingSensor)
             ]
             for m in contenders:
-                print(f"  first tick: {m.name}", flush=True)
+                progress(f"first tick: {m.name}")
                 m.first = measure(m)
             # Closing batches of PRs: each batch is measured once per contender, from steady state.
             for run in range(runs):
-                print(f"  steady ticks and {args.closed} closed PRs per source, run {run + 1}/"
-                      f"{runs}", flush=True)  # fmt: skip
+                progress(f"steady ticks and {args.closed} closed PRs per source, run {run + 1}/"
+                      f"{runs}")  # fmt: skip
                 for m in contenders:
                     m.steady.append(measure(m))
                 batches = []
@@ -417,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 for source, batch in batches:
                     for number in batch:
                         remove_namespaces(source.store_of(number), [number])
-            print("  memory: one steady tick per sensor under tracemalloc", flush=True)
+            progress("memory: one steady tick per sensor under tracemalloc")
             for m in contenders:
                 m.peak_bytes["steady"] = peak_memory_of_tick(m)
             for source in sources:

@@ -39,6 +39,7 @@ from _common import (
     emit,
     local_postgres,
     median,
+    progress,
     ratio,
     scratch_dir,
     seconds,
@@ -228,7 +229,7 @@ def bench_dialect(label: str, url: str, tables: int, runs: int) -> Table:
     ]
     number = 1000
     for run in range(runs):
-        print(f"  {label}: run {run + 1}/{runs}", flush=True)
+        progress(f"{label}: run {run + 1}/{runs}")
         for contender in contenders:
             number += 1
             schema = seed_branch(url, number, tables)
@@ -279,12 +280,12 @@ def bench_scale(
     measured = []
     number = 5000
     for name, step, count in steps:
-        print(f"  PostgreSQL at scale: seeding {count} x {tables} tables for {name}", flush=True)
+        progress(f"PostgreSQL at scale: seeding {count} x {tables} tables for {name}")
         seeded = []
         for _ in range(count):
             number += 1
             seeded.append((number, seed_branch_fast(url, number, tables)))
-        print(f"  PostgreSQL at scale: {name}", flush=True)
+        progress(f"PostgreSQL at scale: {name}")
         with COUNTER.counting(url), Stopwatch() as watch:
             for n, schema in seeded:
                 step(url, n, schema)

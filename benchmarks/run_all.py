@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, str(BENCH_DIR / script), "--json", str(json_path)]
         if args.quick:
             command.append("--quick")
+        if name == "s3":
+            command.append("--profile")  # where moto's time goes (issue 18, item 1)
         begun = time.perf_counter()
         try:
             done = subprocess.run(command, timeout=SCRIPT_TIMEOUT_SECONDS, check=False)
