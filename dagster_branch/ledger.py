@@ -317,12 +317,13 @@ class Ledger:
         self._ensured = True
 
     def _missing_columns(self) -> list[sa.Column[Any]]:
+        """The owner columns the existing table lacks: one query that returns no row, its
+        column names read from the cursor (the inspector's ``get_columns`` sends three on
+        PostgreSQL). Names compare case-insensitively: Snowflake reports them upper case."""
+        probe = sa.select(sa.text("*")).select_from(self.table).where(sa.false())
         with self.engine.connect() as conn:
-            names = {
-                c["name"]
-                for c in sa.inspect(conn).get_columns(LEDGER_TABLE, schema=self.control_schema)
-            }
-        return [c for c in _owner_columns() if c.name not in names]
+            names = {name.casefold() for name in conn.execute(probe).keys()}  # noqa: SIM118 (a Result, not a dict)
+        return [c for c in _owner_columns() if c.name.casefold() not in names]
 
     def _add_owner_columns(self) -> None:
         """Migrate a ledger made before owners were recorded: one catalog query, and two

@@ -131,9 +131,13 @@ class SchemaContents:
         return drops
 
 
-def schema_contents(conn: sa.Connection, schema: str) -> SchemaContents:
-    """The droppable objects of ``schema`` and the dependencies between them: one query."""
-    no_jit(conn)
+def schema_contents(
+    conn: sa.Connection, schema: str, *, jit_is_off: bool = False
+) -> SchemaContents:
+    """The droppable objects of ``schema`` and the dependencies between them: one query
+    (``jit_is_off``: this transaction already switched JIT off, so it is not sent again)."""
+    if not jit_is_off:
+        no_jit(conn)
     rows = conn.execute(sa.text(_CONTENTS), {"schema": schema})
     return SchemaContents(
         tuple(

@@ -378,8 +378,12 @@ class WarehouseStore:
                 results.append(RemovalResult(obj, removed=False, error=problem))
             else:
                 owned.append(obj)
+        # PostgreSQL's schemas are checked inside the transaction that drops them (one
+        # ``SET LOCAL jit = off`` for both, and nothing can come between the check and the drop);
+        # a dry run drops nothing, so it checks them here with the rest.
+        checked_when_dropped = {o for o in owned if not dry_run and _checked_when_dropped(caps, o)}
         try:
-            dependents = dependents_of(engine, owned)
+            dependents = dependents_of(engine, [o for o in owned if o not in checked_when_dropped])
         except sa.exc.SQLAlchemyError as exc:  # fail closed: nothing is removed unchecked
             reason = (
                 f"its dependents could not be read, so it was not removed: {db_error_text(exc)}"
@@ -393,13 +397,7 @@ class WarehouseStore:
         # CASCADE.
         for obj in sorted(owned, key=lambda o: o.kind is not ObjectKind.VIEW):
             if obj in dependents:
-                log.warning(
-                    "Refusing to remove %s: objects outside %s depend on it: %s",
-                    obj.qualified_name,
-                    obj.namespace,
-                    "; ".join(dependents[obj]),
-                )
-                results.append(refused_for_dependents(obj, dependents[obj]))
+                results.append(_refused(log, obj, dependents[obj]))
                 continue
             try:
                 count = retry_write_conflicts(
@@ -408,6 +406,9 @@ class WarehouseStore:
                     ),
                     on_retry=functools.partial(_log_conflict, log, obj),
                 )
+            except _HasDependents as found:
+                results.append(_refused(log, obj, found.lines))
+                continue
             except Exception as exc:  # each object separately: report and carry on
                 error = redact(f"{obj.qualified_name}: {db_error_text(exc)}")
                 log.error("Could not remove %s %s", obj.kind.value, error)
@@ -491,6 +492,31 @@ def dependents_of(
         if obj is not None:
             by_object[obj] = lines
     return by_object
+
+
+def _checked_when_dropped(caps: DialectCapabilities, obj: OwnedObject) -> bool:
+    """A schema dropped without ``CASCADE`` (PostgreSQL) has its outside dependents read in the
+    drop's own transaction, by :func:`_remove_schema_restrict`."""
+    return obj.kind is ObjectKind.SCHEMA and caps.drop_restrict and not caps.attaches_schemas
+
+
+class _HasDependents(Exception):
+    """Raised inside a drop's transaction (which it rolls back) when objects outside the
+    namespace depend on the object: it is refused, not failed."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+def _refused(log: logging.Logger, obj: OwnedObject, dependents: list[str]) -> RemovalResult:
+    log.warning(
+        "Refusing to remove %s: objects outside %s depend on it: %s",
+        obj.qualified_name,
+        obj.namespace,
+        "; ".join(dependents),
+    )
+    return refused_for_dependents(obj, dependents)
 
 
 @dataclass(frozen=True)
@@ -593,13 +619,22 @@ def _remove_schema(
 def _remove_schema_restrict(
     engine: sa.Engine, name: str, *, dry_run: bool, log: logging.Logger
 ) -> int:
-    """PostgreSQL: the schema's objects in dependency order, then ``DROP SCHEMA`` without
-    ``CASCADE``, in one transaction: if anything outside still depends on the schema, the server
-    refuses and nothing of it is removed."""
+    """PostgreSQL: the objects outside that depend on the schema (any: refused, nothing
+    dropped), then the schema's objects in dependency order and ``DROP SCHEMA`` without
+    ``CASCADE``, in one transaction: if something outside came to depend on the schema
+    meanwhile, the server refuses and nothing of it is removed. A dry run only counts."""
     with engine.connect() as conn:
-        contents = schema_contents(conn, name)  # none for a schema already gone
-        if dry_run:
-            return contents.relations
+        if dry_run:  # counting only: the caller read the dependents with the other objects
+            return schema_contents(conn, name).relations
+        try:
+            found = outside_dependents(conn, schemas={name})  # switches JIT off first
+        except sa.exc.SQLAlchemyError as exc:  # fail closed: nothing is removed unchecked
+            raise DagsterBranchError(
+                f"its dependents could not be read, so it was not removed: {db_error_text(exc)}"
+            ) from exc
+        if found:
+            raise _HasDependents(next(iter(found.values())))
+        contents = schema_contents(conn, name, jit_is_off=True)  # none for a schema gone
         statements = drop_schema_in_order(conn, name, contents)
         conn.commit()
     log.info(
