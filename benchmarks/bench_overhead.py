@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import-runs", type=int, default=None, help="fresh interpreters")
     args = parser.parse_args(argv)
     runs = args.runs or (5 if args.quick else 15)
-    import_runs = args.import_runs or (2 if args.quick else 5)
+    import_runs = args.import_runs or (2 if args.quick else 3)
     use_dummy_aws_credentials()
 
     tables = []

@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     schemas = args.schemas or (5 if args.quick else 100)
     by_table = min(schemas, args.by_table_schemas or (2 if args.quick else 20))
     tables = args.tables or (30 if args.quick else 300)
-    runs = args.runs or (2 if args.quick else 5)
+    runs = args.runs or (2 if args.quick else 3)
 
     out = []
     figures: dict[str, Any] = {}
