@@ -2,8 +2,9 @@
 
 ``py-spy record --format raw`` writes one line per distinct stack, ``frame;frame;…;leaf N``
 (outermost first, N samples). A sample whose leaf is a function counts as that function's
-*self* time: the server's CPU spent in its own code, not in what it called. Idle threads are
-left out (py-spy's default), so the samples are the server's busy time.
+*self* time: the server's CPU spent in its own code, not in what it called. Only the threads
+serving requests count (the accept loop only waits); a thread waiting for the GIL is sampled too,
+so shares of samples, not seconds, compare two runs.
 """
 
 from __future__ import annotations
