@@ -46,9 +46,11 @@ SHOP_DBT_DIR = Path(__file__).resolve().parent / "shop_dbt"
 
 
 def shop_project() -> DbtProject:
-    """The dbt project; production's manifest is expected in ``SHOP_DBT_STATE_DIR``."""
+    """The dbt project; production's manifest is expected in ``SHOP_DBT_STATE_DIR``. dbt's own
+    ``DBT_TARGET_PATH`` (which dagster-dbt also reads) moves its artifacts out of ``target/``."""
     state = os.environ.get("SHOP_DBT_STATE_DIR", "").strip() or "state"
-    return DbtProject(project_dir=SHOP_DBT_DIR, state_path=state)
+    target = os.environ.get("DBT_TARGET_PATH", "").strip() or "target"
+    return DbtProject(project_dir=SHOP_DBT_DIR, state_path=state, target_path=target)
 
 
 def prepare(project: DbtProject, dbt: DbtCliResource) -> None:
@@ -57,10 +59,9 @@ def prepare(project: DbtProject, dbt: DbtCliResource) -> None:
     if project.manifest_path.exists():
         return
     # Two processes loading the project at once (a code server and the CLI, parallel tests)
-    # would both write dbt_packages/ and target/: the first prepares, the others wait for it.
-    target = project.manifest_path.parent
-    target.mkdir(parents=True, exist_ok=True)
-    with open(target / ".prepare.lock", "w") as lock:
+    # would both write dbt_packages/ and the target folder: the first prepares, the others wait.
+    project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(project.project_dir / "dbt_packages.concurrent-update-lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not project.manifest_path.exists():
             dbt.cli(["deps", "--quiet"], target_path=project.target_path).wait()

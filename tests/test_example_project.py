@@ -165,7 +165,7 @@ def test_production_built_without_git_asks_for_the_git_remote(tmp_path: Path) ->
     }
 
     finished = subprocess.run(
-        [sys.executable, "-c", "import example_project"],
+        [sys.executable, "-c", "from example_project import defs"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -139,10 +139,9 @@ def _publish_manifest(state: Path) -> bool:
     return True
 
 
-def _deferred_reads() -> list[tuple[str, str]]:
-    """The relations the changed model's newest compiled SQL reads (``schema.table``)."""
-    transformations = importlib.import_module("example_project.transformations")
-    folder: Path = transformations.SHOP_DBT_DIR / "target"
+def _deferred_reads(folder: Path) -> list[tuple[str, str]]:
+    """The relations the changed model's newest compiled SQL in dbt's target ``folder`` reads
+    (``schema.table``)."""
     compiled = max(
         folder.glob("*/compiled/shop/models/marts/region_summary.sql"),
         key=lambda f: f.stat().st_mtime,
@@ -262,6 +261,9 @@ def _play(folder: Path, lake: dict[str, str], clock: _Clock) -> None:
     common = {
         "WAREHOUSE_URL": warehouse_url,
         "SHOP_DBT_STATE_DIR": str(folder / "dbt-state"),
+        # dbt's artifacts in the demo's folder: parsed with production's profile (so the
+        # published manifest and partial parsing are production's), apart from other runs.
+        "DBT_TARGET_PATH": str(folder / "dbt-target"),
         "DAGSTER_BRANCH_PR_SOURCE": "git",
         "DAGSTER_BRANCH_GIT_REMOTE": str(remote.bare),
         "DAGSTER_BRANCH_GRACE_MINUTES": "0",  # the demo does not wait ten minutes
@@ -285,7 +287,7 @@ def _play(folder: Path, lake: dict[str, str], clock: _Clock) -> None:
             clock,
         )
         if changes_dbt:
-            reads = ", ".join(f"{s}.{t}" for s, t in _deferred_reads())
+            reads = ", ".join(f"{s}.{t}" for s, t in _deferred_reads(folder / "dbt-target"))
             click.echo(
                 f"   dbt built {MARTS_SCHEMA}__{namespace}.region_summary and read the models "
                 f"it did not change from production: {reads}"
