@@ -42,6 +42,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+# Imported here, not in the timed purge: the first run would otherwise pay for the import.
+from dagster_branch.stores.s3_purge import purge_prefix
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
@@ -91,8 +94,6 @@ def purge_dagster_branch(
     endpoint_url: str, bucket: str, prefix: str, versioned: bool
 ) -> float | None:
     """The library's purge, as the cleanup job calls it (it finds versions by itself)."""
-    from dagster_branch.stores.s3_purge import purge_prefix
-
     purge_prefix(_client(endpoint_url), bucket, prefix)
     return None
 
