@@ -9,7 +9,6 @@ runner, in this process), and every assertion reads the stores directly.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -23,17 +22,11 @@ from pytest_httpserver import HTTPServer
 
 from dagster_branch.cli import main
 from tests.sources.stand_ins import GitHubStandIn
+from tests.support.example import PYTHON_ASSETS, forget_example_project
 
 BUCKET = "shop-lake"
 TOKEN = "ghp_cli_secret_token_5d1e"
 PASSWORD = "pg-secret-pw-8c2a"  # the test server trusts loopback, so any password works
-
-
-def _forget_example_project() -> None:
-    """The CLI imports `example_project`, which builds its Definitions from the environment at
-    import: forget it so each command sees the environment of its test."""
-    for name in [m for m in sys.modules if m.split(".")[0] == "example_project"]:
-        del sys.modules[name]
 
 
 @dataclass
@@ -46,7 +39,7 @@ class Shop:
     monkeypatch: pytest.MonkeyPatch
 
     def run(self, *args: str, input: str | None = None) -> Result:
-        _forget_example_project()
+        forget_example_project()
         result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
         everything = result.output + (result.stderr if result.stderr_bytes else "")
         assert TOKEN not in everything and PASSWORD not in everything  # secrets never printed
@@ -66,16 +59,14 @@ class Shop:
         return {item["Key"] for item in listing.get("Contents", [])}
 
 
-PYTHON_ASSETS = [
-    dg.AssetKey(name) for name in ("customers", "orders", "revenue_by_customer", "orders_export")
-]
+PYTHON_ASSET_KEYS = [dg.AssetKey(name) for name in sorted(PYTHON_ASSETS)]
 
 
 def _materialize(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
     with monkeypatch.context() as phase:
         for name, value in variables.items():
             phase.setenv(name, value)
-        _forget_example_project()
+        forget_example_project()
         from example_project.definitions import build_definitions
 
         job = build_definitions().resolve_implicit_global_asset_job_def()
@@ -83,7 +74,7 @@ def _materialize(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
         result = job.execute_in_process(
             run_config=quiet,
             instance=dg.DagsterInstance.ephemeral(),
-            asset_selection=PYTHON_ASSETS,  # the dbt models have their own tests (test_dbt_*)
+            asset_selection=PYTHON_ASSET_KEYS,  # the dbt models have their own tests (test_dbt_*)
         )
         assert result.success
 
@@ -123,7 +114,7 @@ def shop(
         )
     monkeypatch.setenv("DAGSTER_CLOUD_DEPLOYMENT_NAME", "prod")  # the CLI runs in production
     yield Shop(url=url, s3=s3_client, github=github, monkeypatch=monkeypatch)
-    _forget_example_project()
+    forget_example_project()
 
 
 PRODUCTION_KEYS = {"shop/exports/orders.csv"}

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.example import DBT_ASSETS, PYTHON_ASSETS
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,9 +99,7 @@ def test_dagster_dev_loads_the_assets_the_sensor_and_the_job(tmp_path: Path) -> 
     assert repository is not None, f"dagster dev did not serve the project:\n{output[-3000:]}"
     assert repository["location"]["name"] == "example_project"
     assets = {"/".join(node["assetKey"]["path"]) for node in repository["assetNodes"]}
-    python = {"customers", "orders", "revenue_by_customer", "orders_export"}
-    dbt = {"regions", "stg_regions", "region_targets", "region_events", "marts/region_summary"}
-    assert assets == python | dbt
+    assert assets == PYTHON_ASSETS | DBT_ASSETS
     assert {sensor["name"] for sensor in repository["sensors"]} == {"branch_cleanup_sensor"}
     assert "branch_cleanup" in {job["name"] for job in repository["jobs"]}
     assert process.returncode is not None  # stopped with its process group

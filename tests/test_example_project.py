@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -24,10 +23,9 @@ from dagster_branch import (
 )
 from example_project import resources
 from example_project.definitions import build_definitions
+from tests.support.example import DBT_ASSETS, DBT_TABLES, S3_ASSETS, WAREHOUSE_ASSETS, asset_names
 
 ROOT = Path(__file__).resolve().parents[1]
-# The dbt project's seed and models (example_project/shop_dbt), as Dagster asset keys.
-DBT_ASSETS = {"regions", "stg_regions", "region_targets", "region_events", "marts/region_summary"}
 
 
 @pytest.fixture(autouse=True)
@@ -37,10 +35,6 @@ def _fresh_notices(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _asset_names(defs: dg.Definitions) -> set[str]:
-    return {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-
-
 def test_without_data_bucket_the_s3_asset_is_left_out_with_a_log_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -48,7 +42,7 @@ def test_without_data_bucket_the_s3_asset_is_left_out_with_a_log_line(
     with caplog.at_level(logging.WARNING, logger="example_project"):
         defs = build_definitions()
 
-    assert _asset_names(defs) == {"customers", "orders", "revenue_by_customer", *DBT_ASSETS}
+    assert asset_names(defs) == WAREHOUSE_ASSETS | DBT_ASSETS
     assert "lake" not in (defs.resources or {})
     assert "Set DATA_BUCKET=<bucket>" in caplog.text
     warehouse = (defs.resources or {})["warehouse"]
@@ -66,7 +60,7 @@ def test_production_gets_the_cleanup_sensor_and_job_on_warehouse_and_lake(
 
     defs = build_definitions()
 
-    assert "orders_export" in _asset_names(defs)
+    assert asset_names(defs) >= S3_ASSETS
     bound = defs.resources or {}
     assert {"warehouse", "lake", "pull_requests"} <= set(bound)
     job = defs.resolve_job_def("branch_cleanup")
@@ -84,7 +78,7 @@ def test_a_branch_deployment_has_the_assets_but_no_cleanup(
 
     defs = build_definitions()
 
-    assert "orders_export" in _asset_names(defs)
+    assert asset_names(defs) >= S3_ASSETS
     assert not list(defs.sensors or []) and not list(defs.jobs or [])
     assert "pull_requests" not in (defs.resources or {})
 
@@ -213,13 +207,8 @@ def test_dagster_asset_materialize_writes_a_branch_into_its_own_schema(tmp_path:
     namespace = Namespace.for_branch("feature/orders-v2")
     branch_schema, marts_schema = f"analytics__{namespace}", f"analytics_marts__{namespace}"
     assert {(s, t) for s, t in rows if s.startswith("analytics")} == {
-        (branch_schema, "customers"),
-        (branch_schema, "orders"),
-        (branch_schema, "revenue_by_customer"),
+        *((branch_schema, t) for t in WAREHOUSE_ASSETS),
         # dbt's models too; without a production manifest the branch builds all of them
-        *(
-            (branch_schema, t)
-            for t in ("regions", "stg_regions", "region_targets", "region_events")
-        ),
+        *((branch_schema, t) for t in DBT_TABLES),
         (marts_schema, "region_summary"),
     }
