@@ -24,15 +24,14 @@ from tests.cleanup.helpers import failure_text
 from tests.faults.world import (
     BUCKET,
     lake,
-    live_ledger,
     run_cleanup,
-    s3_snapshot,
     seed_keys,
     warehouse,
     write_files,
     write_tables,
 )
 from tests.support.deployments import Deploy
+from tests.support.snapshots import live_ledger, s3_snapshot
 
 PR_7 = Namespace.parse("pr_7")
 LOG = logging.getLogger("test.max_objects")

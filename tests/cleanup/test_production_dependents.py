@@ -20,13 +20,9 @@ from dagster_branch import Namespace
 from dagster_branch.cleanup.report import StoreRemoval
 from dagster_branch.stores.drop_order import schema_contents
 from tests.cleanup.helpers import failure_text
-from tests.faults.world import (
-    live_ledger,
-    run_cleanup,
-    warehouse,
-    write_tables,
-)
+from tests.faults.world import run_cleanup, warehouse, write_tables
 from tests.support.deployments import Deploy
+from tests.support.snapshots import live_ledger
 
 PR_7 = Namespace.parse("pr_7")
 

@@ -26,6 +26,7 @@ from dagster_branch.resources.s3 import BranchS3Resource
 from dagster_branch.stores.s3_batches import Entry, RetryPolicy, S3Calls, delete_batch
 from dagster_branch.stores.s3_purge import purge_bucket, purge_prefix
 from tests.support.deployments import Deploy
+from tests.support.requests_seen import count_requests
 
 BUCKET = "acme-data"
 PR_4 = "_branches/pr_4/"
@@ -51,17 +52,6 @@ def versions(client: Any, bucket: str, prefix: str = "") -> set[tuple[str, str, 
 def uploads(client: Any, bucket: str, prefix: str = "") -> set[str]:
     answer = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
     return {u["Key"] for u in answer.get("Uploads", [])}
-
-
-def count_requests(client: Any) -> Counter[str]:
-    """Requests the client sends, by operation, observed with botocore's event hook."""
-    seen: Counter[str] = Counter()
-
-    def before_send(event_name: str, **_: Any) -> None:
-        seen[event_name.rsplit(".", 1)[-1]] += 1
-
-    client.meta.events.register("before-send.s3", before_send)
-    return seen
 
 
 def neighbours(client: Any, bucket: str) -> None:

@@ -22,7 +22,8 @@ from dagster_branch.dialects import is_write_conflict
 from dagster_branch.inventory import RemovalResult
 from dagster_branch.ledger import Ledger, retry_write_conflicts
 from dagster_branch.naming import Namespace
-from tests.cleanup.world import PRODUCTION, branch_env, deployment, warehouse_dump
+from tests.cleanup.world import PRODUCTION, branch_env, deployment
+from tests.support.snapshots import warehouse_dump
 
 PR_7 = Namespace.parse("pr_7")
 TABLES = 12

@@ -4,9 +4,8 @@ Production and the branch deployments of two pull requests write tables through
 :class:`BranchDatabaseResource` (PostgreSQL, DuckDB or SQLite) and files through two
 :class:`BranchS3Resource` stores on the S3 server: ``lake`` (branches under a prefix of a shared,
 versioned branch bucket) and ``exports`` (one unversioned bucket per namespace). Each deployment
-runs under the environment Dagster+ would give it. :func:`snapshot` dumps everything (every row
-of every table, every object version, delete marker and multipart upload, and file hashes on
-SQLite) so that a test can prove what changed and what did not.
+runs under the environment Dagster+ would give it. :func:`snapshot` dumps everything (with
+:mod:`tests.support.snapshots`) so that a test can prove what changed and what did not.
 """
 
 from __future__ import annotations
@@ -16,19 +15,17 @@ import hashlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
 import sqlalchemy as sa
 
 from dagster_branch import BranchDatabaseResource, BranchS3Resource
-from dagster_branch.dialects import attach_sqlite_schemas, list_schema_names, sqlite_schema_files
 from dagster_branch.testing import deployment_env
+from tests.support.snapshots import s3_dump, sqlite_files, warehouse_dump
 
 # A deployment is described by the arguments of dagster_branch.testing.deployment_env.
 PRODUCTION: dict[str, Any] = {"kind": "production", "location": "data"}
-SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "temp"}
 
 
 def branch_env(pr: int) -> dict[str, Any]:
@@ -192,85 +189,12 @@ def _write_lake(lake: BranchS3Resource, label: str, n: int, *, branch: bool) -> 
 # -- snapshots ----------------------------------------------------------------------------------
 
 
-def _engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url)
-    if engine.dialect.name == "sqlite":
-        attach_sqlite_schemas(engine, set(sqlite_schema_files(engine)))
-    return engine
-
-
-def warehouse_dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, by ``schema.table``, with the column names first."""
-    engine = _engine(url)
-    dump: dict[str, list[tuple[Any, ...]]] = {}
-    try:
-        with engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            schemas = (
-                [*sorted(sqlite_schema_files(engine)), "main"]
-                if engine.dialect.name == "sqlite"
-                else list_schema_names(conn)
-            )
-            for schema in schemas:
-                if schema in SYSTEM_SCHEMAS or schema.startswith("pg_"):
-                    continue
-                dump[f"{schema}/"] = []  # an empty schema still shows
-                for name in inspector.get_table_names(schema=schema):
-                    columns = [
-                        (c["name"], str(c["type"])) for c in inspector.get_columns(name, schema)
-                    ]
-                    table = sa.table(name, *(sa.column(c) for c, _ in columns), schema=schema)
-                    rows = [tuple(sorted(r._mapping.items())) for r in conn.execute(table.select())]
-                    dump[f"{schema}.{name}"] = [tuple(columns), *sorted(rows, key=repr)]
-    finally:
-        engine.dispose()
-    return dump
-
-
-def sqlite_files(url: str) -> dict[str, str]:
-    """SHA-256 of each SQLite database file (main and emulated schemas), by file name."""
-    database = sa.make_url(url).database
-    if not database or not url.startswith("sqlite"):
-        return {}
-    main = Path(database)
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(main.parent.glob(main.name + "*"))
-        if not p.name.endswith(("-journal", "-wal", "-shm"))
-    }
-
-
-def s3_dump(world: World) -> dict[str, Any]:
-    """Every bucket with every version, delete marker and unfinished upload; bodies hashed."""
-    s3 = world.admin()
-    dump: dict[str, Any] = {}
-    for bucket in sorted(b["Name"] for b in s3.list_buckets()["Buckets"]):
-        versions: list[tuple[Any, ...]] = []
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            for v in page.get("Versions", []):
-                # Bodies are compared byte for byte where they must stay unchanged; the ETag
-                # (an MD5 of the body) is enough for the objects the cleanup removes.
-                digest = v["ETag"]
-                if not _of_pr_7(bucket + "/" + v["Key"]):
-                    body = s3.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
-                    digest = hashlib.sha256(body["Body"].read()).hexdigest()
-                versions.append(("version", v["Key"], v["VersionId"], v["Size"], digest))
-            for m in page.get("DeleteMarkers", []):
-                versions.append(("marker", m["Key"], m["VersionId"], 0, ""))
-        uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-        dump[bucket] = {
-            "objects": sorted(versions),
-            "uploads": sorted((u["Key"], u["UploadId"]) for u in uploads),
-        }
-    return dump
-
-
 def snapshot(world: World) -> dict[str, Any]:
     """The whole platform: warehouse rows, SQLite file hashes, S3 contents."""
     return {
         "warehouse": warehouse_dump(world.warehouse_url),
         "files": sqlite_files(world.warehouse_url),
-        "s3": s3_dump(world),
+        "s3": s3_dump(world.admin(), removed=_of_pr_7),
     }
 
 

@@ -1,11 +1,11 @@
 """The Git host and the Dagster+ API misbehaving, seen end to end through the sensor and the job.
 
-The world: a DuckDB warehouse where production, ``pr_7`` (merged an hour ago) and ``pr_8``
-(open) have written. Between the production deployment and the API stand-in sits the fault proxy
-(or the stand-in itself answers badly). For every fault the promise is the same (docs/safety.md,
-promise 4): the sensor requests no cleanup and its skip reason says why, its cursor does not
-move, the cleanup job refuses to remove anything, and once the host behaves the next tick
-requests the cleanup and the run removes ``pr_7`` and nothing else.
+The ``written_warehouse``: a DuckDB warehouse where production, ``pr_7`` (merged an hour ago)
+and ``pr_8`` (open) have written. Between the production deployment and the API stand-in sits
+the fault proxy (or the stand-in itself answers badly). For every fault the promise is the
+same (docs/safety.md, promise 4): the sensor requests no cleanup and its skip reason says why,
+its cursor does not move, the cleanup job refuses to remove anything, and once the host behaves
+the next tick requests the cleanup and the run removes ``pr_7`` and nothing else.
 """
 
 from __future__ import annotations
@@ -35,22 +35,19 @@ from tests.sources.stand_ins import (
     rate_limited,
 )
 from tests.support.deployments import Deploy
+from tests.support.snapshots import database_snapshot
 
 from .proxy import Drop, Forward, HttpFaultProxy, Rule, Truncate, bad_gateway
-from .world import (
-    database_snapshot,
-    run_cleanup,
-    warehouse,
-    write_tables,
-)
+from .world import run_cleanup, warehouse, write_tables
 
 NOW = datetime.now(timezone.utc)
 TOKEN = "ghp_faults"
 
 
 @pytest.fixture
-def world(duckdb_url: str, deploy: Deploy) -> str:
-    """Production, pr_7 and pr_8 have each written their ``orders`` table."""
+def written_warehouse(duckdb_url: str, deploy: Deploy) -> str:
+    """The URL of a warehouse where production, pr_7 and pr_8 have each written their
+    ``orders`` table."""
     deploy("production")
     write_tables(duckdb_url)
     for pr in (7, 8):
@@ -100,11 +97,11 @@ def _github_source(proxy: HttpFaultProxy) -> GitHubPullRequests:
 
 
 def _assert_fails_closed(
-    world: str, defs: dg.Definitions, cursor: str | None, why: str, *, job: bool = True
+    written_warehouse: str, defs: dg.Definitions, cursor: str | None, why: str, *, job: bool = True
 ) -> None:
     """No run request, a skip reason naming the problem, the cursor kept, nothing removed;
     with ``job``, the cleanup job asked directly refuses too."""
-    before = database_snapshot(world)
+    before = database_snapshot(written_warehouse)
     outcome = _tick(defs, cursor)
     assert outcome.run_requests == []
     assert why in outcome.skip_message, outcome.skip_message
@@ -112,20 +109,20 @@ def _assert_fails_closed(
     if cursor is not None:
         assert outcome.cursor == cursor
     if not job:
-        assert database_snapshot(world) == before
+        assert database_snapshot(written_warehouse) == before
         return
     refused = run_cleanup(
-        {"warehouse": warehouse(world)},
+        {"warehouse": warehouse(written_warehouse)},
         "pr_7",
         source=defs.resources["pull_requests"],  # type: ignore[index]
     )
     assert not refused.success
     assert "could not tell whether pr_7 is closed" in failure_text(refused)
-    assert database_snapshot(world) == before
+    assert database_snapshot(written_warehouse) == before
 
 
-def _assert_recovers(world: str, defs: dg.Definitions, cursor: str | None) -> None:
-    before = database_snapshot(world)
+def _assert_recovers(written_warehouse: str, defs: dg.Definitions, cursor: str | None) -> None:
+    before = database_snapshot(written_warehouse)
     outcome = _tick(defs, cursor)
     assert len(outcome.run_requests) == 1, outcome.skip_message
     (request,) = outcome.run_requests
@@ -134,7 +131,9 @@ def _assert_recovers(world: str, defs: dg.Definitions, cursor: str | None) -> No
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(run_config=request.run_config, instance=instance)
     assert result.success
-    assert database_snapshot(world) == {k: v for k, v in before.items() if k != "analytics__pr_7"}
+    assert database_snapshot(written_warehouse) == {
+        k: v for k, v in before.items() if k != "analytics__pr_7"
+    }
 
 
 NETWORK_FAULTS: dict[str, tuple[Callable[[], Rule], str]] = {
@@ -150,16 +149,16 @@ NETWORK_FAULTS: dict[str, tuple[Callable[[], Rule], str]] = {
 
 @pytest.mark.parametrize("fault", NETWORK_FAULTS, ids=list(NETWORK_FAULTS))
 def test_github_network_faults_fail_closed_then_recover(
-    fault: str, world: str, github_proxy: HttpFaultProxy
+    fault: str, written_warehouse: str, github_proxy: HttpFaultProxy
 ) -> None:
     rule, why = NETWORK_FAULTS[fault]
-    defs = _defs(world, _github_source(github_proxy))
+    defs = _defs(written_warehouse, _github_source(github_proxy))
     github_proxy.add(rule())
 
-    _assert_fails_closed(world, defs, None, why)
+    _assert_fails_closed(written_warehouse, defs, None, why)
 
     github_proxy.clear()
-    _assert_recovers(world, defs, None)
+    _assert_recovers(written_warehouse, defs, None)
 
 
 HOST_ANSWERS: dict[str, tuple[Callable[[], Response], str]] = {
@@ -199,21 +198,21 @@ HOST_ANSWERS: dict[str, tuple[Callable[[], Response], str]] = {
 
 @pytest.mark.parametrize("answer", HOST_ANSWERS, ids=list(HOST_ANSWERS))
 def test_github_bad_answers_fail_closed_and_keep_the_cursor(
-    answer: str, world: str, github: GitHubStandIn, github_proxy: HttpFaultProxy
+    answer: str, written_warehouse: str, github: GitHubStandIn, github_proxy: HttpFaultProxy
 ) -> None:
     respond, why = HOST_ANSWERS[answer]
-    defs = _defs(world, _github_source(github_proxy))
+    defs = _defs(written_warehouse, _github_source(github_proxy))
     github.add(9)  # a first, healthy tick leaves a cursor behind
     first = _tick(defs)
     assert [r.tags["dagster-branch/namespace"] for r in first.run_requests] == ["pr_7"]
     github.touch(9)  # something changed, so the next tick must read the host again
     github.fail_with(respond())
 
-    _assert_fails_closed(world, defs, first.cursor, why, job=False)
+    _assert_fails_closed(written_warehouse, defs, first.cursor, why, job=False)
 
 
 def test_gitlab_outage_and_bad_json_fail_closed_then_recover(
-    world: str, httpserver: HTTPServer
+    written_warehouse: str, httpserver: HTTPServer
 ) -> None:
     gitlab = GitLabStandIn(httpserver, token="glpat-faults")
     gitlab.clock = NOW - timedelta(days=1)
@@ -227,13 +226,13 @@ def test_gitlab_outage_and_bad_json_fail_closed_then_recover(
             api_url=proxy.url + "/api/v4",
             timeout_seconds=0.5,
         )
-        defs = _defs(world, source)
+        defs = _defs(written_warehouse, source)
         proxy.add(Rule(path="/merge_requests", action=bad_gateway()))
-        _assert_fails_closed(world, defs, None, "HTTP 502")
+        _assert_fails_closed(written_warehouse, defs, None, "HTTP 502")
         proxy.clear()
         gitlab.fail_with(*[Response(b"{", content_type="application/json")] * 2)  # tick, job
-        _assert_fails_closed(world, defs, None, "not valid JSON")
-        _assert_recovers(world, defs, None)
+        _assert_fails_closed(written_warehouse, defs, None, "not valid JSON")
+        _assert_recovers(written_warehouse, defs, None)
 
 
 def _graphql(payload: Any) -> Response:
@@ -285,7 +284,7 @@ UNEXPECTED_SHAPES: dict[str, tuple[Any, str]] = {
 
 @pytest.mark.parametrize("shape", UNEXPECTED_SHAPES, ids=list(UNEXPECTED_SHAPES))
 def test_dagster_plus_unexpected_shapes_fail_closed(
-    shape: str, world: str, httpserver: HTTPServer
+    shape: str, written_warehouse: str, httpserver: HTTPServer
 ) -> None:
     payload, why = UNEXPECTED_SHAPES[shape]
     plus = DagsterPlusStandIn(httpserver, token="user:faults")
@@ -295,13 +294,15 @@ def test_dagster_plus_unexpected_shapes_fail_closed(
         organization="hooli", api_token="user:faults", url=plus.url
     )
     defs = branch_cleanup_definitions(
-        stores={"warehouse": warehouse(world)},
+        stores={"warehouse": warehouse(written_warehouse)},
         source=source,
         policy=CleanupPolicy(grace_period=timedelta(0)),
     )
     plus.fail_with(_graphql(payload), _graphql(payload))
 
-    _assert_fails_closed(world, defs, None, why, job=shape in {"PythonError", "unknown status"})
+    _assert_fails_closed(
+        written_warehouse, defs, None, why, job=shape in {"PythonError", "unknown status"}
+    )
 
 
 @pytest.mark.parametrize(
@@ -315,7 +316,7 @@ def test_dagster_plus_unexpected_shapes_fail_closed(
     ],
 )
 def test_dagster_plus_ambiguous_answers_keep_the_namespace(
-    nodes: list[dict[str, Any]], world: str, httpserver: HTTPServer
+    nodes: list[dict[str, Any]], written_warehouse: str, httpserver: HTTPServer
 ) -> None:
     plus = DagsterPlusStandIn(httpserver, token="user:faults")
     source = DagsterPlusBranchDeployments(
@@ -325,15 +326,15 @@ def test_dagster_plus_ambiguous_answers_keep_the_namespace(
         repository="octo-org/analytics",
     )
     defs = branch_cleanup_definitions(
-        stores={"warehouse": warehouse(world)},
+        stores={"warehouse": warehouse(written_warehouse)},
         source=source,
         policy=CleanupPolicy(grace_period=timedelta(0)),
     )
-    before = database_snapshot(world)
+    before = database_snapshot(written_warehouse)
     plus.fail_with(_graphql(_nodes(*nodes)))
 
     outcome = _tick(defs)
 
     assert outcome.run_requests == []
     assert "pr_7:" in outcome.skip_message
-    assert database_snapshot(world) == before
+    assert database_snapshot(written_warehouse) == before

@@ -16,16 +16,10 @@ import sqlalchemy as sa
 
 from tests.cleanup.helpers import failure_text
 from tests.support.deployments import Deploy
+from tests.support.snapshots import database_snapshot, live_ledger
 
 from .proxy import TcpFaultProxy
-from .world import (
-    database_snapshot,
-    live_ledger,
-    run_cleanup,
-    run_log_messages,
-    warehouse,
-    write_tables,
-)
+from .world import run_cleanup, run_log_messages, warehouse, write_tables
 
 BASES = ("analytics", "marts")
 

@@ -16,6 +16,7 @@ import pytest
 from dagster_branch import Namespace
 from tests.cleanup.helpers import failure_text
 from tests.support.deployments import Deploy
+from tests.support.snapshots import live_ledger, outside, s3_snapshot
 
 from .conftest import BulkS3
 from .proxy import (
@@ -28,15 +29,7 @@ from .proxy import (
     internal_error,
     slow_down,
 )
-from .world import (
-    BUCKET,
-    lake,
-    live_ledger,
-    outside,
-    run_cleanup,
-    s3_snapshot,
-    write_files,
-)
+from .world import BUCKET, lake, run_cleanup, write_files
 
 BRANCH_KEYS = 2_100  # three DeleteObjects batches of at most 1,000 keys
 

@@ -1,14 +1,13 @@
-"""A small world for the reliability tests: a lake, a warehouse, and snapshots.
+"""A small world for the reliability tests: a lake, a warehouse, and the cleanup job.
 
-Deployments are switched with the ``deploy`` fixture of ``tests.support.deployments``; the
+Deployments are switched with the ``deploy`` fixture (``tests.support.deployments``); the
 branch-aware resources are the real ones, talking to the real test servers (possibly through a
-fault proxy). Snapshots capture everything outside a namespace so that a test can assert it is
-byte-for-byte unchanged.
+fault proxy). ``tests.support.snapshots`` captures everything outside a namespace so that a test
+can assert it is byte-for-byte unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,14 +16,10 @@ import boto3
 import dagster as dg
 import sqlalchemy as sa
 
-from dagster_branch import BranchDatabaseResource, Namespace
+from dagster_branch import BranchDatabaseResource
 from dagster_branch.cleanup.job import build_branch_cleanup_job
-from dagster_branch.dialects import list_schema_names
-from dagster_branch.ledger import Ledger
 from dagster_branch.resources.s3 import BranchS3Resource
-
-BUCKET = "acme-data"
-
+from tests.support.snapshots import BUCKET
 
 # -- S3 -----------------------------------------------------------------------------------------
 
@@ -66,21 +61,6 @@ def seed_keys(endpoint: str, bucket: str, keys: Iterable[str]) -> None:
         list(pool.map(put, keys))
 
 
-def s3_snapshot(endpoint: str, bucket: str = BUCKET, prefix: str = "") -> dict[str, str]:
-    """Every key under ``prefix`` with its ETag (content hash)."""
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    found: dict[str, str] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            found[item["Key"]] = item["ETag"]
-    return found
-
-
-def outside(snapshot: Mapping[str, str], namespace: str) -> dict[str, str]:
-    """The part of an S3 snapshot that does not belong to ``namespace``."""
-    return {k: v for k, v in snapshot.items() if not k.startswith(f"_branches/{namespace}/")}
-
-
 # -- warehouse ----------------------------------------------------------------------------------
 
 
@@ -99,39 +79,6 @@ def write_tables(url: str, tables: Iterable[str] = ("orders",), **options: Any) 
                 )
     finally:
         resource.close()
-
-
-def database_snapshot(url: str) -> dict[str, str]:
-    """Each analytics* schema with a digest of its tables' names and rows."""
-    engine = sa.create_engine(url)
-    found: dict[str, str] = {}
-    try:
-        with engine.connect() as conn:
-            for schema in list_schema_names(conn):
-                if not schema.startswith("analytics"):
-                    continue
-                digest = hashlib.sha256()
-                for table in sorted(sa.inspect(conn).get_table_names(schema=schema)):
-                    quoted = sa.table(table, schema=schema)
-                    rows = conn.execute(sa.select(sa.text("*")).select_from(quoted)).all()
-                    digest.update(repr((table, sorted(map(tuple, rows)))).encode())
-                found[schema] = digest.hexdigest()
-    finally:
-        engine.dispose()
-    return found
-
-
-def live_ledger(url: str, namespace: str | None = None, store: str | None = None) -> set[str]:
-    """Qualified names of the live (not dropped) ledger rows."""
-    ledger = Ledger.from_url(url)
-    try:
-        ns = Namespace.parse(namespace) if namespace else None
-        return {
-            f"{e.store}:{e.container + '/' if e.container else ''}{e.name}"
-            for e in ledger.live_entries(ns, store=store)
-        }
-    finally:
-        ledger.close()
 
 
 # -- the cleanup job ----------------------------------------------------------------------------
@@ -168,3 +115,15 @@ def run_cleanup(
 def run_log_messages(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
     """Every log line of a run as stored in the instance's event log (what the UI shows)."""
     return [entry.user_message for entry in instance.all_logs(result.run_id)]
+
+
+__all__ = [
+    "BUCKET",
+    "lake",
+    "run_cleanup",
+    "run_log_messages",
+    "seed_keys",
+    "warehouse",
+    "write_files",
+    "write_tables",
+]

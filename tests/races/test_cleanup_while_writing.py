@@ -24,19 +24,9 @@ import pytest
 
 from dagster_branch import Namespace
 from tests.cleanup.helpers import failure_text
-from tests.faults.world import (
-    BUCKET,
-    database_snapshot,
-    lake,
-    live_ledger,
-    outside,
-    run_cleanup,
-    s3_snapshot,
-    warehouse,
-    write_files,
-    write_tables,
-)
+from tests.faults.world import BUCKET, lake, run_cleanup, warehouse, write_files, write_tables
 from tests.support.deployments import Deploy
+from tests.support.snapshots import database_snapshot, live_ledger, outside, s3_snapshot
 
 WRITER = """
 import json, sys, time

@@ -20,17 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.faults.proxy import Forward, HttpFaultProxy, Rule, TcpFaultProxy
-from tests.faults.world import (
-    BUCKET,
-    database_snapshot,
-    lake,
-    live_ledger,
-    outside,
-    s3_snapshot,
-    write_files,
-    write_tables,
-)
+from tests.faults.world import BUCKET, lake, write_files, write_tables
 from tests.support.deployments import Deploy
+from tests.support.snapshots import database_snapshot, live_ledger, outside, s3_snapshot
 
 DEFS = """
 import dagster as dg

@@ -16,19 +16,10 @@ import dagster as dg
 from pytest_httpserver import HTTPServer
 
 from dagster_branch import GitHubPullRequests, branch_cleanup_definitions
-from tests.faults.world import (
-    BUCKET,
-    database_snapshot,
-    lake,
-    live_ledger,
-    outside,
-    s3_snapshot,
-    warehouse,
-    write_files,
-    write_tables,
-)
+from tests.faults.world import BUCKET, lake, warehouse, write_files, write_tables
 from tests.sources.stand_ins import GitHubStandIn
 from tests.support.deployments import Deploy
+from tests.support.snapshots import database_snapshot, live_ledger, outside, s3_snapshot
 
 NOW = datetime.now(timezone.utc)
 

@@ -4,7 +4,6 @@ bucket names and from folders under branch_root (paginated), and the second owne
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,19 +14,10 @@ from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.s3 import BranchS3Resource
 from tests.support.deployments import Deploy
+from tests.support.requests_seen import count_requests
 
 PRODUCTION_BUCKET = "acme-data"
 BRANCH_BUCKET = "acme-branches"
-
-
-def count_requests(client: Any) -> Counter[str]:
-    seen: Counter[str] = Counter()
-
-    def before_send(event_name: str, **_: Any) -> None:
-        seen[event_name.rsplit(".", 1)[-1]] += 1
-
-    client.meta.events.register("before-send.s3", before_send)
-    return seen
 
 
 def test_more_than_1000_namespace_folders_are_found_page_by_page(

@@ -23,6 +23,7 @@ from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
 from dagster_branch.resources.s3 import BranchS3Resource
 from tests.support.deployments import Deploy
+from tests.support.requests_seen import count_requests
 
 PRODUCTION_BUCKET = "acme-data"
 BRANCH_BUCKET = "acme-branches"
@@ -39,17 +40,6 @@ def listing(client: Any, bucket: str) -> dict[str, bytes]:
 
 def all_buckets(client: Any) -> dict[str, dict[str, bytes]]:
     return {b["Name"]: listing(client, b["Name"]) for b in client.list_buckets()["Buckets"]}
-
-
-def count_requests(client: Any) -> Counter[str]:
-    """Requests a client sends, by operation, observed with botocore's event hook."""
-    seen: Counter[str] = Counter()
-
-    def before_send(event_name: str, **_: Any) -> None:
-        seen[event_name.rsplit(".", 1)[-1]] += 1
-
-    client.meta.events.register("before-send.s3", before_send)
-    return seen
 
 
 @asset

@@ -22,18 +22,9 @@ from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import schema_name
 from tests.cleanup.helpers import failure_text
-from tests.faults.world import (
-    BUCKET,
-    database_snapshot,
-    lake,
-    live_ledger,
-    run_cleanup,
-    s3_snapshot,
-    warehouse,
-    write_files,
-    write_tables,
-)
+from tests.faults.world import BUCKET, lake, run_cleanup, warehouse, write_files, write_tables
 from tests.support.deployments import Deploy
+from tests.support.snapshots import database_snapshot, live_ledger, s3_snapshot
 
 from .test_bad_input_names import BAD_BRANCH_NAMES
 

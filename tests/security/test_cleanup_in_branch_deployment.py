@@ -32,18 +32,10 @@ from dagster_branch import (
 )
 from dagster_branch.cli import main
 from tests.cleanup.helpers import failure_text
-from tests.faults.world import (
-    BUCKET,
-    database_snapshot,
-    lake,
-    run_cleanup,
-    s3_snapshot,
-    warehouse,
-    write_files,
-    write_tables,
-)
+from tests.faults.world import BUCKET, lake, run_cleanup, warehouse, write_files, write_tables
 from tests.sources.stand_ins import GitHubStandIn
 from tests.support.deployments import Deploy
+from tests.support.snapshots import database_snapshot, s3_snapshot
 
 TOKEN = "ghp_branchRefusalToken000"
 REFUSAL = "refuses to run inside a branch deployment (DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT=1, "

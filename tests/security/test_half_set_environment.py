@@ -14,15 +14,9 @@ from click.testing import CliRunner
 
 from dagster_branch import DagsterBranchConfigError
 from dagster_branch.cli import main
-from tests.faults.world import (
-    BUCKET,
-    database_snapshot,
-    lake,
-    s3_snapshot,
-    write_files,
-    write_tables,
-)
+from tests.faults.world import BUCKET, lake, write_files, write_tables
 from tests.support.deployments import Deploy, set_deployment_variables
+from tests.support.snapshots import database_snapshot, s3_snapshot
 
 HALF_SET = {
     "pr id, flag unset": {

@@ -18,8 +18,9 @@ from dagster_branch.dialects import capabilities_for, server_identifier_limit
 from dagster_branch.inventory import ObjectKind
 from dagster_branch.ledger import Ledger, LedgerEntry
 from dagster_branch.naming import schema_name
-from tests.faults.world import database_snapshot, run_cleanup, warehouse
+from tests.faults.world import run_cleanup, warehouse
 from tests.support.deployments import Deploy
+from tests.support.snapshots import database_snapshot
 
 # 63 bytes, PostgreSQL's limit: "<base>__pr_7" is 69 bytes, and truncates back to "<base>".
 PR_7 = Namespace.parse("pr_7")

@@ -34,10 +34,11 @@ from dagster_branch import (
 )
 from dagster_branch.cli import main
 from dagster_branch.resources.s3 import BranchS3Resource
-from tests.faults.world import BUCKET, database_snapshot
+from tests.faults.world import BUCKET
 from tests.sources.stand_ins import GitHubStandIn, json_response
 from tests.support.deployments import Deploy
 from tests.support.servers import free_port
+from tests.support.snapshots import database_snapshot
 
 PG_PASSWORD = "pgS3cr3tCore@w/rd:%x"
 AWS_SECRET = "awsS3cr3tCore/abc+def=="
