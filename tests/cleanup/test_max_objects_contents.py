@@ -14,7 +14,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from dagster_branch import Namespace
 from dagster_branch.cleanup.ops import remove_from_store
@@ -32,6 +31,7 @@ from tests.faults.world import (
 )
 from tests.support.deployments import Deploy
 from tests.support.snapshots import live_ledger, s3_snapshot
+from tests.support.sql import query
 
 PR_7 = Namespace.parse("pr_7")
 LOG = logging.getLogger("test.max_objects")
@@ -55,13 +55,8 @@ def _stores(postgres_url: str, endpoint: str) -> dict[str, Any]:
 
 
 def _tables(url: str) -> set[str]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT schemaname || '.' || tablename FROM pg_tables"))
-            return {r for r in rows.scalars() if r.startswith("analytics")}
-    finally:
-        engine.dispose()
+    rows = query(url, "SELECT schemaname || '.' || tablename FROM pg_tables")
+    return {name for (name,) in rows if name.startswith("analytics")}
 
 
 def test_a_plan_over_the_limit_by_its_contents_removes_nothing(

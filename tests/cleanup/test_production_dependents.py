@@ -23,6 +23,7 @@ from tests.cleanup.helpers import failure_text
 from tests.faults.world import run_cleanup, warehouse, write_tables
 from tests.support.deployments import Deploy
 from tests.support.snapshots import live_ledger
+from tests.support.sql import execute, query
 
 PR_7 = Namespace.parse("pr_7")
 
@@ -40,25 +41,6 @@ EXPECTED_DEPENDENTS = [
     "column analytics.refunds.state has type analytics__pr_7.status",
     "analytics.refunds has a foreign key to analytics__pr_7.orders",
 ]
-
-
-def _execute(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(sa.text(statement))
-    finally:
-        engine.dispose()
-
-
-def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(sa.text(query))]
-    finally:
-        engine.dispose()
 
 
 def _build(url: str, deploy: Deploy) -> None:
@@ -88,7 +70,7 @@ def test_postgresql_schema_with_production_dependents_is_refused_and_the_rest_go
     postgres_url: str, deploy: Deploy
 ) -> None:
     _build(postgres_url, deploy)
-    _execute(postgres_url, *POSTGRES_DEPENDENTS)
+    execute(postgres_url, *POSTGRES_DEPENDENTS)
 
     dry = run_cleanup(_stores(postgres_url), "pr_7", dry_run=True)
     assert dry.success  # a dry run reports; it does not fail
@@ -109,18 +91,18 @@ def test_postgresql_schema_with_production_dependents_is_refused_and_the_rest_go
     assert "view analytics.recent selects from analytics__pr_7.orders" in text
     assert "column analytics.refunds.state has type analytics__pr_7.status" in text
     # Production kept its view, its constraint and its column with the data.
-    assert _rows(postgres_url, "SELECT * FROM analytics.recent") == [(1,)]
-    assert _rows(postgres_url, "SELECT order_id, state::text FROM analytics.refunds") == [
+    assert query(postgres_url, "SELECT * FROM analytics.recent") == [(1,)]
+    assert query(postgres_url, "SELECT order_id, state::text FROM analytics.refunds") == [
         (1, "paid")
     ]
-    assert _rows(
+    assert query(
         postgres_url,
         "SELECT count(*) FROM pg_constraint WHERE conrelid = 'analytics.refunds'::regclass "
         "AND contype = 'f'",
     ) == [(1,)]
     # Nothing of the refused schema was removed; the rest of the plan was.
-    assert _rows(postgres_url, "SELECT id FROM analytics__pr_7.orders") == [(1,)]
-    schemas = {r[0] for r in _rows(postgres_url, "SELECT nspname FROM pg_namespace")}
+    assert query(postgres_url, "SELECT id FROM analytics__pr_7.orders") == [(1,)]
+    schemas = {r[0] for r in query(postgres_url, "SELECT nspname FROM pg_namespace")}
     assert "analytics__pr_7" in schemas and "marts__pr_7" not in schemas
     assert live_ledger(postgres_url, "pr_7") == {"warehouse:analytics__pr_7"}
 
@@ -138,9 +120,7 @@ def test_the_server_refuses_a_dependent_created_after_the_check(
         engine = janitor.get_cleanup_engine()
         with engine.connect() as conn:
             contents = schema_contents(conn, "analytics__pr_7")
-        _execute(
-            postgres_url, "CREATE VIEW analytics.late AS SELECT id FROM analytics__pr_7.orders"
-        )
+        execute(postgres_url, "CREATE VIEW analytics.late AS SELECT id FROM analytics__pr_7.orders")
         from dagster_branch.stores.drop_order import drop_schema_in_order
 
         with engine.connect() as conn, pytest.raises(sa.exc.InternalError, match="depends on"):
@@ -149,14 +129,14 @@ def test_the_server_refuses_a_dependent_created_after_the_check(
     finally:
         janitor.close()
     assert result.dependents == ("view analytics.late selects from analytics__pr_7.orders",)
-    assert _rows(postgres_url, "SELECT * FROM analytics.late") == [(1,)]
+    assert query(postgres_url, "SELECT * FROM analytics.late") == [(1,)]
 
 
 def test_the_restrict_drop_takes_a_few_statements_per_schema(
     postgres_url: str, deploy: Deploy
 ) -> None:
     _build(postgres_url, deploy)
-    _execute(
+    execute(
         postgres_url,
         *(f"CREATE TABLE analytics__pr_7.t{n} (id INTEGER PRIMARY KEY)" for n in range(50)),
         *(
@@ -200,7 +180,7 @@ def test_the_restrict_drop_takes_a_few_statements_per_schema(
     ), drops
     assert not any("CASCADE" in s for s in sent)
     assert "analytics__pr_7" not in {
-        r[0] for r in _rows(postgres_url, "SELECT nspname FROM pg_namespace")
+        r[0] for r in query(postgres_url, "SELECT nspname FROM pg_namespace")
     }
 
 
@@ -212,7 +192,7 @@ def test_a_table_prefix_table_with_a_production_view_is_refused(
     write_tables(postgres_url, ("orders", "items"), **options)
     deploy("production")
     write_tables(postgres_url)
-    _execute(postgres_url, "CREATE VIEW analytics.pr_orders AS SELECT id FROM dev.pr_7__orders")
+    execute(postgres_url, "CREATE VIEW analytics.pr_orders AS SELECT id FROM dev.pr_7__orders")
 
     result = run_cleanup({"warehouse": warehouse(postgres_url, **options)}, "pr_7")
 
@@ -220,10 +200,10 @@ def test_a_table_prefix_table_with_a_production_view_is_refused(
     assert "view analytics.pr_orders selects from dev.pr_7__orders" in failure_text(result)
     tables = {
         r[0]
-        for r in _rows(postgres_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'dev'")
+        for r in query(postgres_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'dev'")
     }
     assert tables == {"pr_7__orders"}  # refused and kept; pr_7__items removed
-    assert _rows(postgres_url, "SELECT * FROM analytics.pr_orders") == [(1,)]
+    assert query(postgres_url, "SELECT * FROM analytics.pr_orders") == [(1,)]
 
 
 def test_duckdb_production_columns_of_a_branch_type_are_not_dropped(
@@ -231,7 +211,7 @@ def test_duckdb_production_columns_of_a_branch_type_are_not_dropped(
 ) -> None:
     """DuckDB's CASCADE dropped production tables whose columns use a branch-defined enum."""
     _build(duckdb_url, deploy)
-    _execute(
+    execute(
         duckdb_url,
         "CREATE TYPE analytics__pr_7.mood AS ENUM ('happy', 'sad')",
         "CREATE TABLE analytics.feelings (m analytics__pr_7.mood)",
@@ -245,7 +225,7 @@ def test_duckdb_production_columns_of_a_branch_type_are_not_dropped(
     text = failure_text(result)
     assert "table analytics.feelings uses type analytics__pr_7.mood" in text
     assert "view analytics.recent mentions analytics__pr_7 in its SQL" in text
-    assert _rows(duckdb_url, "SELECT m::VARCHAR FROM analytics.feelings") == [("happy",)]
-    assert _rows(duckdb_url, "SELECT id FROM analytics__pr_7.orders") == [(1,)]
-    schemas = {r[0] for r in _rows(duckdb_url, "SELECT schema_name FROM duckdb_schemas()")}
+    assert query(duckdb_url, "SELECT m::VARCHAR FROM analytics.feelings") == [("happy",)]
+    assert query(duckdb_url, "SELECT id FROM analytics__pr_7.orders") == [(1,)]
+    schemas = {r[0] for r in query(duckdb_url, "SELECT schema_name FROM duckdb_schemas()")}
     assert "marts__pr_7" not in schemas  # the rest of the plan went on

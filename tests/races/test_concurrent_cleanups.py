@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -23,6 +24,7 @@ from tests.faults.proxy import Forward, HttpFaultProxy, Rule, TcpFaultProxy
 from tests.faults.world import BUCKET, lake, write_files, write_tables
 from tests.support.deployments import Deploy
 from tests.support.snapshots import database_snapshot, live_ledger, outside, s3_snapshot
+from tests.support.sql import query
 
 DEFS = """
 import dagster as dg
@@ -54,19 +56,12 @@ def proxies(postgres_url: str, s3_endpoint: str) -> Iterator[tuple[str, str, Tcp
         yield proxied, s3.url, pg
 
 
-def _ledger_rows(url: str) -> list[tuple[str, str, bool]]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT namespace, name, dropped_at IS NOT NULL "
-                    "FROM dagster_branch.dagster_branch_objects ORDER BY namespace, name"
-                )
-            ).all()
-    finally:
-        engine.dispose()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+def _ledger_rows(url: str) -> list[tuple[Any, ...]]:
+    return query(
+        url,
+        "SELECT namespace, name, dropped_at IS NOT NULL "
+        "FROM dagster_branch.dagster_branch_objects ORDER BY namespace, name",
+    )
 
 
 def test_two_cleanup_processes_at_once_end_in_one_consistent_state(
