@@ -8,22 +8,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from dagster import EnvVar, asset, materialize
-from warehouse_support import ASSETS, Backend
+from warehouse_support import Backend, materialize_assets
 
 from dagster_branch.io_managers import BranchTableIOManager
 from dagster_branch.ledger import Ledger
 from dagster_branch.naming import Namespace
 from dagster_branch.resources import BranchDatabaseResource
 from tests.support.deployments import Deploy
-
-
-def run(warehouse: BranchDatabaseResource, selection: list[str] | None = None) -> None:
-    result = materialize(
-        ASSETS,
-        resources={"warehouse": warehouse, "io_manager": BranchTableIOManager(database=warehouse)},
-        selection=selection,
-    )
-    assert result.success
 
 
 def production_rows(built_by: str = "production") -> list[tuple[object, ...]]:
@@ -35,13 +26,13 @@ def test_same_assets_land_in_four_places(backend: Backend, deploy: Deploy) -> No
     base = backend.base_schema
 
     deploy("production")
-    run(warehouse)
+    materialize_assets(warehouse)
     before = backend.read(base, "orders")
     assert before == production_rows()
 
     for kind, pr in (("branch", 1), ("branch", 2), ("local", None)):
         deploy(kind, pr=pr)
-        run(warehouse)
+        materialize_assets(warehouse)
 
     assert backend.read(base, "orders") == before  # production untouched by three other runs
     for key in ("pr_1", "pr_2", Namespace.for_developer("alice").key):
@@ -53,10 +44,10 @@ def test_same_assets_land_in_four_places(backend: Backend, deploy: Deploy) -> No
 def test_read_table_falls_back_to_production(backend: Backend, deploy: Deploy) -> None:
     warehouse = BranchDatabaseResource(url=backend.url, base_schema=backend.base_schema)
     deploy("production")
-    run(warehouse)
+    materialize_assets(warehouse)
 
     deploy("branch", pr=7)
-    run(warehouse, selection=["order_totals"])  # the branch did not rebuild orders
+    materialize_assets(warehouse, selection=["order_totals"])  # the branch did not rebuild orders
 
     branch = f"{backend.base_schema}__pr_7"
     assert backend.tables(branch) == {"order_totals"}
@@ -77,8 +68,8 @@ def test_ledger_rows_and_schema_markers(backend: Backend, deploy: Deploy) -> Non
     warehouse = BranchDatabaseResource(url=backend.url, base_schema=backend.base_schema)
     for pr in (1, 2):
         deploy("branch", pr=pr)
-        run(warehouse)
-        run(warehouse)  # a second run records nothing new
+        materialize_assets(warehouse)
+        materialize_assets(warehouse)  # a second run records nothing new
 
     ledger = Ledger.from_url(backend.url)
     try:
@@ -130,13 +121,13 @@ def test_table_prefix_strategy(backend: Backend, deploy: Deploy, shared: str) ->
         branch_schema=shared,
     )
     deploy("production")
-    run(warehouse)
+    materialize_assets(warehouse)
     before = backend.read(backend.base_schema, "orders")
 
     deploy("branch", pr=1)
-    run(warehouse)
+    materialize_assets(warehouse)
     deploy("branch", pr=2)
-    run(warehouse, selection=["order_totals"])
+    materialize_assets(warehouse, selection=["order_totals"])
 
     assert backend.read(backend.base_schema, "orders") == before
     assert {"pr_1__orders", "pr_1__order_totals", "pr_2__order_totals"} <= backend.tables(shared)
@@ -192,11 +183,11 @@ def test_branch_url_is_the_branch_role(postgres_url: str, deploy: Deploy) -> Non
     )
     try:
         deploy("production")
-        run(warehouse)
+        materialize_assets(warehouse)
         with admin.begin() as conn:
             conn.execute(sa.text("GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO branch_writer"))
         deploy("branch", pr=3)
-        run(warehouse, selection=["order_totals"])
+        materialize_assets(warehouse, selection=["order_totals"])
         with admin.connect() as conn:
             owners = dict(
                 conn.execute(
@@ -224,12 +215,12 @@ def test_url_from_envvar_with_a_different_value_per_deployment(
     )
     deploy("production")
     monkeypatch.setenv("WAREHOUSE_URL", production.url)
-    run(warehouse)
+    materialize_assets(warehouse)
     deploy("branch", pr=4)
     monkeypatch.setenv("WAREHOUSE_URL", branches.url)
-    run(warehouse)
+    materialize_assets(warehouse)
     deploy("local")
-    run(warehouse)
+    materialize_assets(warehouse)
 
     assert production.read("analytics", "orders") == production_rows()
     assert branches.tables("analytics__pr_4") == {"orders", "order_totals"}

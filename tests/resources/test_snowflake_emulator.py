@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from dagster import materialize
-from warehouse_support import ASSETS
+from warehouse_support import materialize_assets
 
 from dagster_branch.errors import DagsterBranchConfigError, DagsterBranchError
-from dagster_branch.io_managers import BranchTableIOManager
 from dagster_branch.ledger import Ledger
 from dagster_branch.resources import BranchDatabaseResource
 from tests.support.deployments import Deploy
@@ -24,15 +22,6 @@ def warehouse_on(db: SnowflakeDatabase, **options: object) -> BranchDatabaseReso
     return BranchDatabaseResource(
         url=db.url, connect_args=db.connect_args, base_schema="analytics", **options
     )
-
-
-def run(warehouse: BranchDatabaseResource, selection: list[str] | None = None) -> None:
-    result = materialize(
-        ASSETS,
-        resources={"warehouse": warehouse, "io_manager": BranchTableIOManager(database=warehouse)},
-        selection=selection,
-    )
-    assert result.success
 
 
 def rows(db: SnowflakeDatabase, schema: str, table: str) -> list[tuple[object, ...]]:
@@ -59,19 +48,19 @@ def test_branch_writes_its_schema_and_reads_production_where_it_built_nothing(
 ) -> None:
     db = snowflake_database
     deploy("production")
-    run(warehouse_on(db))
+    materialize_assets(warehouse_on(db))
     production = rows(db, "analytics", "orders")
     assert [r[0] for r in production] == [1, 2, 3]
 
     deploy("branch", pr=7)
-    run(warehouse_on(db), selection=["order_totals"])  # PR 7 did not rebuild orders
+    materialize_assets(warehouse_on(db), selection=["order_totals"])  # PR 7 did not rebuild orders
 
     assert rows(db, "analytics", "orders") == production
     assert tables(db, "analytics__pr_7") == {"order_totals"}
     [(n, total, orders_from, built_by)] = rows(db, "analytics__pr_7", "order_totals")
     assert (n, total, orders_from, built_by) == (3, 37.75, "production", "pr_7")
 
-    run(warehouse_on(db))  # now PR 7 builds both, and reads its own orders
+    materialize_assets(warehouse_on(db))  # now PR 7 builds both, and reads its own orders
     [(_, _, orders_from, _)] = rows(db, "analytics__pr_7", "order_totals")
     assert orders_from == "pr_7"
     assert rows(db, "analytics", "orders") == production
@@ -82,8 +71,8 @@ def test_the_ledger_is_the_record_of_the_branch_schema(
 ) -> None:
     db = snowflake_database
     deploy("branch", pr=7)
-    run(warehouse_on(db))
-    run(warehouse_on(db))  # a second run records nothing new
+    materialize_assets(warehouse_on(db))
+    materialize_assets(warehouse_on(db))  # a second run records nothing new
 
     engine = db.engine()
     try:

@@ -8,10 +8,13 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from dagster import asset
+from dagster import asset, materialize
 
 from dagster_branch.context import DeploymentContext
 from dagster_branch.dialects import attach_sqlite_schemas, list_schema_names
+from dagster_branch.io_managers import BranchTableIOManager
+from dagster_branch.resources import BranchDatabaseResource
+from tests.support.sql import execute
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,7 @@ class Backend:
             engine.dispose()
 
     def execute(self, *statements: str) -> None:
-        engine = self.engine()
-        try:
-            with engine.begin() as conn:
-                for statement in statements:
-                    conn.execute(sa.text(statement))
-        finally:
-            engine.dispose()
+        execute(self.url, *statements, connect_args=self.connect_args)
 
 
 @asset
@@ -91,3 +88,15 @@ def order_totals(orders: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 ASSETS = [orders, order_totals]
+
+
+def materialize_assets(
+    warehouse: BranchDatabaseResource, selection: list[str] | None = None
+) -> None:
+    """Materialize :data:`ASSETS` (or ``selection``) through ``warehouse`` and its IO manager."""
+    result = materialize(
+        ASSETS,
+        resources={"warehouse": warehouse, "io_manager": BranchTableIOManager(database=warehouse)},
+        selection=selection,
+    )
+    assert result.success

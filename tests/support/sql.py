@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 
-def execute(url: str, *statements: str) -> None:
-    """Run ``statements`` in one transaction on the database at ``url``."""
-    engine = sa.create_engine(url)
+def execute(url: str, *statements: str, connect_args: Mapping[str, Any] | None = None) -> None:
+    """Run ``statements`` in one transaction on the database at ``url`` (``connect_args`` go to
+    the driver, as Snowflake's account and credentials do)."""
+    engine = sa.create_engine(url, connect_args=dict(connect_args or {}))
     try:
         with engine.begin() as conn:
             for statement in statements:
