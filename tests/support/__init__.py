@@ -6,4 +6,5 @@
 - ``sql``: plain SQL on a test database, with an engine of its own.
 - ``requests_seen``: counting the requests a boto3 client sends.
 - ``example``: what the tests know of ``example_project/``.
+- ``scheduling``: how ``make test`` spreads the suite over pytest-xdist workers.
 """
