@@ -23,7 +23,7 @@ from tests.cleanup.helpers import (
 )
 from tests.cleanup.world import World, branch_env, deployment, snapshot
 from tests.sources.stand_ins import GitHubStandIn, json_response
-from tests.support.servers import LocalS3
+from tests.support.servers import LocalS3, use_test_credentials
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +31,7 @@ def world(s3_server: LocalS3, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """One platform for the whole module (DuckDB and S3): every test here proves it unchanged,
     so it is built once instead of once per test."""
     with pytest.MonkeyPatch.context() as env:
-        for name, value in (
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-        ):
-            env.setenv(name, value)
-        env.delenv("AWS_PROFILE", raising=False)
+        use_test_credentials(env)
         s3_server.reset()
         folder = tmp_path_factory.mktemp("refusals")
         world = World(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from moto.server import ThreadedMotoServer
 
 from tests.support.deployments import deploy
-from tests.support.servers import free_port
+from tests.support.servers import free_port, use_test_credentials
 
 from .proxy import HttpFaultProxy, TcpFaultProxy
 
@@ -48,10 +48,7 @@ def _bulk_s3_server() -> Iterator[str]:
 def bulk_s3(_bulk_s3_server: str, monkeypatch: pytest.MonkeyPatch) -> BulkS3:
     """An empty in-process S3 server (see :class:`BulkS3`), with dummy credentials."""
     requests.post(f"{_bulk_s3_server}/moto-api/reset", timeout=10).raise_for_status()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_test_credentials(monkeypatch)
     return BulkS3(_bulk_s3_server)
 
 

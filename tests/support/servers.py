@@ -43,6 +43,7 @@ __all__ = [
     "local_s3",
     "local_snowflake",
     "stop_process_group",
+    "use_test_credentials",
     "wait_for_port",
 ]
 
@@ -190,6 +191,22 @@ class LocalS3:
         request = urllib.request.Request(url, method="POST")
         with urllib.request.urlopen(request, timeout=10):
             pass
+
+
+TEST_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def use_test_credentials(env: Any) -> None:
+    """Put dummy AWS credentials in the environment through ``env`` (a ``pytest.MonkeyPatch``),
+    and unset ``AWS_PROFILE``: the test servers accept any key, and the machine running the
+    tests must not lend its own."""
+    for name, value in TEST_CREDENTIALS.items():
+        env.setenv(name, value)
+    env.delenv("AWS_PROFILE", raising=False)
 
 
 @contextlib.contextmanager
