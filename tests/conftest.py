@@ -18,6 +18,7 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
+from tests.support.deployments import set_deployment_variables
 from tests.support.servers import (
     LocalPostgres,
     LocalS3,
@@ -27,17 +28,14 @@ from tests.support.servers import (
     local_postgres,
     local_s3,
     local_snowflake,
+    use_test_credentials,
 )
-
-# Dagster+ variables must never leak from the machine running the tests into them.
-DEPLOYMENT_VARIABLE_PREFIXES = ("DAGSTER_CLOUD_", "DAGSTER_BRANCH_")
 
 
 @pytest.fixture(autouse=True)
 def _clean_deployment_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(DEPLOYMENT_VARIABLE_PREFIXES):
-            monkeypatch.delenv(name)
+    # Dagster+ variables must never leak from the machine running the tests into them.
+    set_deployment_variables(monkeypatch, {})
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
@@ -92,10 +90,7 @@ def s3_server() -> Iterator[LocalS3]:
 def s3_endpoint(s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> str:
     """Endpoint URL of an empty S3 server, with dummy credentials in the environment."""
     s3_server.reset()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_test_credentials(monkeypatch)
     return s3_server.endpoint_url
 
 
