@@ -1,8 +1,9 @@
 """The example's dbt models through Dagster, on DuckDB (dbt-duckdb) and PostgreSQL (dbt-postgres):
 production, then PR 7's branch deployment deferring to production, then the cleanup of pr_7.
 
-One test per warehouse keeps the dbt invocations to two builds each (dbt starts slowly); the
-manifest is parsed once per checkout and shared.
+One test per warehouse keeps the dbt invocations to two builds each (dbt starts slowly). Each
+test's dbt artifacts go to a folder of its own (``DBT_TARGET_PATH``), so tests running at the same
+time never read each other's compiled SQL or manifest.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dagster_branch import BranchDatabaseResource, Namespace
 from dagster_branch.cli import main as cli_main
 from dagster_branch.ledger import Ledger
 from dagster_branch.testing import deployment_env
-from example_project import transformations
 from example_project.definitions import build_definitions
 from tests.support.example import DBT_TABLES
 
@@ -33,15 +33,25 @@ CHANGED_MODEL = dg.AssetKey(["marts", "region_summary"])
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def _settings(url: str, state: Path) -> dict[str, str]:
+    return {
+        "WAREHOUSE_URL": url,
+        "SHOP_DBT_STATE_DIR": str(state),
+        "DBT_TARGET_PATH": str(_target(state)),
+    }
+
+
+def _target(state: Path) -> Path:
+    """This test's dbt target folder, beside its state folder."""
+    return state.parent / "dbt-target"
+
+
 def _production(url: str, state: Path) -> contextlib.AbstractContextManager[dict[str, str]]:
-    return deployment_env(
-        "production", extra={"WAREHOUSE_URL": url, "SHOP_DBT_STATE_DIR": str(state)}
-    )
+    return deployment_env("production", extra=_settings(url, state))
 
 
 def _branch(url: str, state: Path) -> contextlib.AbstractContextManager[dict[str, str]]:
-    settings = {"WAREHOUSE_URL": url, "SHOP_DBT_STATE_DIR": str(state)}
-    return deployment_env("branch", pr=7, extra=settings)
+    return deployment_env("branch", pr=7, extra=_settings(url, state))
 
 
 def _materialize(selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
@@ -100,14 +110,13 @@ def _production_contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return contents
 
 
-def _newest(artifact: str) -> Path:
-    """``artifact`` of the latest dbt invocation (dagster-dbt gives each its own target folder)."""
-    files = transformations.SHOP_DBT_DIR.glob(f"target/*/{artifact}")
-    return max(files, key=lambda f: f.stat().st_mtime)
+def _newest(target: Path, artifact: str) -> Path:
+    """``artifact`` of the latest dbt invocation (dagster-dbt gives each its own folder)."""
+    return max(target.glob(f"*/{artifact}"), key=lambda f: f.stat().st_mtime)
 
 
-def _newest_compiled(model_path: str) -> str:
-    return _newest(f"compiled/shop/models/{model_path}").read_text()
+def _newest_compiled(target: Path, model_path: str) -> str:
+    return _newest(target, f"compiled/shop/models/{model_path}").read_text()
 
 
 @pytest.fixture
@@ -136,7 +145,7 @@ def test_branch_dbt_models_land_in_pr_7_schemas_defer_to_production_and_are_clea
     # The production deploy publishes its manifest (here: the production run's, which names this
     # warehouse's database); the branch's build downloads it to state_path.
     state_dir.mkdir()
-    shutil.copy(_newest("manifest.json"), state_dir / "manifest.json")
+    shutil.copy(_newest(_target(state_dir), "manifest.json"), state_dir / "manifest.json")
     production_before = _production_contents(warehouse_url)
     assert not _live_ledger_rows(warehouse_url)
 
@@ -150,7 +159,7 @@ def test_branch_dbt_models_land_in_pr_7_schemas_defer_to_production_and_are_clea
         _warehouse(warehouse_url).namespace_of_branch_schema(s) == PR_7 for s in branch_schemas
     )
     assert after_branch["analytics_marts__pr_7"] == {"region_summary"}
-    compiled = _newest_compiled("marts/region_summary.sql")
+    compiled = _newest_compiled(_target(state_dir), "marts/region_summary.sql")
     assert '"analytics"."region_targets"' in compiled and '"analytics"."region_events"' in compiled
     assert "__pr_7" not in compiled  # unchanged upstream models were read from production
     assert _production_contents(warehouse_url) == production_before
