@@ -71,6 +71,8 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
 def test_the_wheel_installs_alone_and_its_command_line_works(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "VIRTUAL_ENV"))}
     env["HOME"] = str(tmp_path)  # a fresh user, with the machine's package cache still shared
+    # The fresh environment has no .pyc files: let its first command write them for the next.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("UV_CACHE_DIR", str(Path.home() / ".cache" / "uv"))
     dist = tmp_path / "dist"
     _run([str(UV), "build", "--wheel", "--out-dir", str(dist), str(ROOT)], ROOT, env)
